@@ -1,0 +1,175 @@
+"""The ``crossguide`` command line: a thin layer over :mod:`core.pipeline`, :mod:`core.bench` and the study.
+
+User mistakes (unknown names, bad values, bad files) print one ``error:`` line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from core import conditions as C
+from core.errors import UsageError
+from core.registry import PRESETS
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from e
+
+
+def _data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("modality", help="a registered modality (see `crossguide list`)")
+    p.add_argument("--dataset", help="dataset name (default: the modality's default)")
+    p.add_argument("--data", type=Path, help="path for folder/file datasets")
+    p.add_argument("--preset", default="quick", choices=PRESETS)
+    p.add_argument("--seed", type=int, default=0)
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="crossguide", description="classifier-free guidance across data types")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a denoiser into a checkpoint directory (resumes if it exists)")
+    _data_args(p)
+    p.add_argument("--out", type=Path, required=True, help="checkpoint directory")
+    p.add_argument("--steps", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--p-uncond", type=float)
+    p.add_argument("--p-attr", type=float)
+    p.add_argument("--bf16", choices=("auto", "on", "off"))
+    p.add_argument("--device")
+
+    p = sub.add_parser("sample", help="sample a checkpoint with guidance")
+    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--cond", default="", help="requested condition, e.g. shape=circle,color=red")
+    p.add_argument("--w", type=float, default=0.0, help="guidance weight (paper's w; w=0 conditional)")
+    p.add_argument("--compose", default="", help="per-attribute weights instead of --w, e.g. shape=2,color=0.5")
+    p.add_argument("--negative", default="", help="negative condition replacing the unconditional base")
+    p.add_argument("--rule", default="cfg", help="combine rule: cfg or rescale")
+    p.add_argument("--sampler", default="ddim")
+    p.add_argument("--steps", type=int, default=50)
+    p.add_argument("--n", type=int, default=16)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-snap", action="store_true", help="disable the model's snap/clamping step")
+    p.add_argument("--out", type=Path, required=True)
+
+    p = sub.add_parser("bench", help="sweep guidance weights and evaluate")
+    _data_args(p)
+    p.add_argument("--w", type=_floats, help="comma-separated weights (default: paper grid plus -1)")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--checkpoint", type=Path, help="reuse a trained model instead of training")
+    p.add_argument("--sampler")
+    p.add_argument("--steps", type=int)
+    p.add_argument("--force", action="store_true", help="recompute settings already recorded in --out")
+
+    sub.add_parser("list", help="list modalities, their datasets and presets")
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return _run(args)
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as e:
+        print(f"error: file not found: {e.filename or e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted (checkpoints and finished settings are kept; rerun to resume)", file=sys.stderr)
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
+    from core import registry
+
+    if args.command == "list":
+        for name in registry.names():
+            m = registry.get(name)
+            print(f"{name}: datasets {', '.join(m.datasets)} (default {m.default_dataset}); "
+                  f"presets {', '.join(m.presets)}")
+        return 0
+    if args.command == "train":
+        return _train(args)
+    if args.command == "sample":
+        return _sample(args)
+    if args.command == "bench":
+        from core.bench import bench, table
+
+        recs = bench(args.modality, out=args.out, dataset=args.dataset, data=args.data, preset=args.preset,
+                     ws=args.w, seed=args.seed, checkpoint=args.checkpoint, sampler=args.sampler,
+                     steps=args.steps, force=args.force)
+        print(table(recs))
+        print(f"records: {args.out / 'records.jsonl'}  plots: {args.out / 'plots'}")
+        return 0
+    raise AssertionError(args.command)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from core import registry
+    from core.trainer import train
+
+    modality = registry.get(args.modality)
+    spec = modality.preset(args.preset)
+    overrides = {k: v for k, v in {
+        "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "p_uncond": args.p_uncond,
+        "p_attr": args.p_attr, "bf16": args.bf16, "device": args.device, "seed": args.seed,
+    }.items() if v is not None}
+    config = replace(spec.train, **overrides)
+    splits = modality.load_dataset(args.dataset, args.preset, args.data, args.seed)
+    model = modality.build_model(spec.model, splits.train.attributes)
+    dataset = args.dataset or modality.default_dataset
+    meta = {"modality": modality.name, "dataset": dataset, "preset": args.preset, "data_info": splits.train.info}
+    result = train(model, modality.schedule(spec), splits.train, config, out=args.out, meta=meta)
+    print(json.dumps({"checkpoint": str(args.out), "step": result.step, **result.stats}))
+    return 0
+
+
+def _sample(args: argparse.Namespace) -> int:
+    from core import registry
+    from core.guidance import Guidance, Term
+    from core.pipeline import load_model
+    from core.sampling import generate
+
+    model, schedule, config = load_model(args.checkpoint)
+    attrs = model.attributes
+    choice = C.parse(args.cond, attrs)
+    if args.compose:
+        terms = []
+        for part in args.compose.split(","):
+            name, _, w = part.partition("=")
+            if name not in attrs:
+                raise UsageError(f"unknown attribute {name!r} in --compose; valid: {', '.join(attrs)}")
+            try:
+                terms.append(Term(float(w), (name,)))
+            except ValueError as e:
+                raise UsageError(f"--compose weight for {name!r} is not a number: {w!r}") from e
+        guidance = Guidance(terms=tuple(terms), rule=args.rule)
+    else:
+        guidance = Guidance.cfg(args.w, rule=args.rule)
+    if args.n < 1:
+        raise UsageError(f"--n must be >= 1, got {args.n}")
+    cond = C.stack([choice] * args.n, attrs)
+    negative = C.stack([C.parse(args.negative, attrs)] * args.n, attrs) if args.negative else None
+    gen = generate(model, schedule, cond, guidance, sampler=args.sampler, steps=args.steps, seed=args.seed,
+                   negative=negative, snap=not args.no_snap, progress=True)
+    modality = registry.get(config["modality"])
+    labels = [C.names(choice, attrs)] * args.n
+    info = config.get("data_info", {})
+    paths = modality.write_samples(gen.samples, labels, args.out, info)
+    modality.draw(gen.samples, labels, args.out / "grid.png", f"{args.cond or 'unconditional'} w={args.w:g}", info)
+    print(f"wrote {len(paths)} samples to {args.out} ({gen.nfe:.0f} network evaluations per sample)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""The denoiser contract shared by every modality (DESIGN.md, "Contracts").
+
+A denoiser is an ``nn.Module`` called as ``model(x_t, t, cond)`` with ``x_t: [B, ...]`` in diffusion space,
+``t: [B]`` model time (training-step units) and ``cond`` a :data:`core.conditions.Condition`; it returns a
+tensor shaped like ``x_t`` holding its declared :attr:`prediction`. Guidance never lives inside it.
+
+Models that diffuse in a learned space (Diffusion-LM, Li et al. 2022) override the optional hooks:
+``encode`` (data -> x0), ``decode`` (x0 -> data), ``snap`` (the clamping trick, Sec. 4.2) and ``extra_loss``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import Tensor, nn
+
+from core.conditions import Attributes, Condition
+from core.parameterization import Prediction
+
+
+class Denoiser(nn.Module):
+    """Base class: subclasses set :attr:`prediction`, :attr:`sample_shape` and implement :meth:`forward`."""
+
+    prediction: Prediction = "eps"
+
+    def __init__(self, attributes: Attributes, sample_shape: tuple[int, ...]):
+        super().__init__()
+        self.attributes = {a: list(v) for a, v in attributes.items()}
+        self.sample_shape = tuple(sample_shape)  # one example's shape in diffusion space
+
+    def forward(self, x_t: Tensor, t: Tensor, cond: Condition) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def encode(self, batch: Tensor) -> Tensor:
+        """Data -> diffusion-space ``x0`` ([B, ...]); the identity for models that diffuse in data space."""
+        return batch
+
+    def decode(self, x0: Tensor) -> Tensor:
+        """Diffusion-space ``x0`` -> data; the identity for models that diffuse in data space."""
+        return x0
+
+    def snap(self, x0: Tensor) -> Tensor:
+        """Project a predicted ``x0`` onto valid data (Diffusion-LM's clamping); the identity by default."""
+        return x0
+
+    def extra_loss(self, batch: Tensor, x0: Tensor, x_t: Tensor, t: Tensor, out: Tensor) -> Tensor | None:
+        """An extra training loss term (e.g. Diffusion-LM's rounding loss); ``None`` when there is none."""
+        return None
+
+    def config(self) -> dict[str, Any]:
+        """JSON-serialisable constructor arguments, stored in checkpoints."""
+        raise NotImplementedError

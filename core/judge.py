@@ -1,0 +1,161 @@
+"""Attribute judges: a classifier trained on a dataset's real training data that serves as an evaluator.
+
+A modality supplies a *backbone* (raw examples ``[B, ...]`` -> features ``[B, D]``); :class:`Judge` adds one
+linear head per attribute. Its penultimate features feed Frechet distance, precision/recall and diversity;
+its heads judge adherence (the role the Inception network plays for FID/IS in Ho & Salimans 2021).
+Trained judges are cached on disk, keyed by a fingerprint of their data and configuration.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from core import checkpoint as ckpt
+from core.conditions import Attributes, Condition
+from core.data import ConditionalDataset
+from core.progress import bar
+
+
+class Judge(nn.Module):
+    """``backbone`` features plus one linear head per attribute: ``x -> (features [B, D], {attr: logits})``."""
+
+    def __init__(self, backbone: nn.Module, feature_dim: int, attributes: Attributes):
+        super().__init__()
+        self.backbone = backbone
+        self.heads = nn.ModuleDict({a: nn.Linear(feature_dim, len(v)) for a, v in attributes.items()})
+
+    def forward(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        f = self.backbone(x)
+        return f, {a: head(f) for a, head in self.heads.items()}
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    steps: int = 1500
+    batch_size: int = 128
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+
+
+Augment = Callable[[Tensor, torch.Generator], Tensor]
+
+
+def fit(
+    judge: Judge,
+    train: ConditionalDataset,
+    test: ConditionalDataset,
+    config: FitConfig,
+    *,
+    augment: Augment | None = None,
+    progress: bool = True,
+) -> dict[str, float]:
+    """Train with cross-entropy on every attribute; return held-out accuracy per attribute and jointly."""
+    g = torch.Generator().manual_seed(config.seed)
+    opt = torch.optim.AdamW(judge.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=config.steps)
+    judge.train()
+    for _ in bar(range(config.steps), desc="fit judge", enabled=progress):
+        idx = torch.randint(len(train), (config.batch_size,), generator=g)
+        x = train.x[idx]
+        if augment is not None:
+            x = augment(x, g)
+        _, logits = judge(x)
+        loss = sum(nn.functional.cross_entropy(logits[a], train.cond[a][idx]) for a in logits)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+    judge.eval()
+    return accuracy(judge, test.x, test.cond)
+
+
+@torch.no_grad()
+def predict(judge: Judge, x: Tensor, batch_size: int = 512) -> tuple[Tensor, dict[str, Tensor]]:
+    """Features ``[N, D]`` and predicted values ``[N]`` per attribute, in batches."""
+    judge.eval()
+    feats, preds = [], []
+    for i in range(0, len(x), batch_size):
+        f, logits = judge(x[i : i + batch_size])
+        feats.append(f.float())
+        preds.append({a: v.argmax(-1) for a, v in logits.items()})
+    return torch.cat(feats), {a: torch.cat([p[a] for p in preds]) for a in preds[0]}
+
+
+def accuracy(judge: Judge, x: Tensor, cond: Condition) -> dict[str, float]:
+    _, pred = predict(judge, x)
+    out = {a: (pred[a] == cond[a]).double().mean().item() for a in pred}
+    joint = torch.stack([pred[a] == cond[a] for a in pred]).all(0)
+    out["joint"] = joint.double().mean().item()
+    return out
+
+
+def fingerprint(*tensors: Tensor, **config: Any) -> str:
+    """A short sha256 of tensors' bytes and a JSON-able config: the cache key of a trained judge."""
+    h = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
+    for t in tensors:
+        h.update(t.detach().contiguous().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def cached(path: Path, build: Callable[[], nn.Module], train_fn: Callable[[nn.Module], dict[str, Any]]
+           ) -> tuple[nn.Module, dict[str, Any]]:
+    """Load a module's weights and info from the checkpoint directory ``path``, or build, train and save it."""
+    module = build()
+    if ckpt.exists(path):
+        saved = ckpt.load(path)
+        module.load_state_dict(saved.tensors["weights"])
+        return module.eval(), saved.json["info"]
+    info = train_fn(module)
+    ckpt.save(path, {"weights": module.state_dict()}, {"info": info})
+    return module.eval(), info
+
+
+class JudgeEvaluator:
+    """The :class:`core.evaluation.Evaluator` made from a trained :class:`Judge`."""
+
+    def __init__(self, judge: Judge, info: dict[str, Any],
+                 objective: Callable[[Tensor, Condition], dict[str, float]] | None = None):
+        self.judge, self.info, self._objective = judge, info, objective
+
+    def features(self, data: Tensor) -> Tensor:
+        return predict(self.judge, data)[0]
+
+    def classify(self, data: Tensor) -> dict[str, Tensor]:
+        return predict(self.judge, data)[1]
+
+    def objective(self, data: Tensor, requested: Condition) -> dict[str, float]:
+        return {} if self._objective is None else self._objective(data, requested)
+
+
+def train_judge(
+    cache: Path,
+    name: str,
+    build: Callable[[], Judge],
+    train: ConditionalDataset,
+    test: ConditionalDataset,
+    config: FitConfig,
+    *,
+    augment: Augment | None = None,
+    extra_key: Mapping[str, Any] | None = None,
+    progress: bool = True,
+) -> tuple[Judge, dict[str, Any]]:
+    """Train (or load from ``cache``) a judge of ``train``; its info records the held-out accuracy on ``test``."""
+    key = fingerprint(train.x, *train.cond.values(), test.x,
+                      config=asdict(config), name=name, **dict(extra_key or {}))
+
+    def run(judge: nn.Module) -> dict[str, Any]:
+        acc = fit(judge, train, test, config, augment=augment, progress=progress)
+        return {"name": name, "held_out_accuracy": acc, "fit": asdict(config), "n_train": len(train),
+                "n_test": len(test)}
+
+    judge, info = cached(Path(cache) / "judges" / f"{name}-{key}", build, run)
+    return judge, info  # type: ignore[return-value]

@@ -1,0 +1,66 @@
+"""What a denoiser predicts (eps, x0 or v) and the conversions between them.
+
+With ``x_t = a x_0 + s eps``, ``a = sqrt(alpha_bar)``, ``s = sqrt(1 - alpha_bar)``:
+``eps`` (Ho et al. 2020), ``x0``, and ``v = a eps - s x_0`` (Salimans & Ho 2022, Sec. 4).
+"""
+
+from __future__ import annotations
+
+from typing import Literal, NamedTuple
+
+from torch import Tensor
+
+from core.errors import check_choice
+
+Prediction = Literal["eps", "x0", "v"]
+PREDICTIONS: tuple[Prediction, ...] = ("eps", "x0", "v")
+
+
+class Estimate(NamedTuple):
+    """A denoiser's estimate of the clean data and of the noise at one step."""
+
+    x0: Tensor
+    eps: Tensor
+
+
+def append_dims(v: Tensor, ndim: int) -> Tensor:
+    """Broadcast a per-example ``[B]`` tensor over trailing dims: ``[B] -> [B, 1, ..., 1]``."""
+    return v.reshape(v.shape + (1,) * (ndim - v.ndim))
+
+
+def _coefficients(alpha_bar: Tensor, like: Tensor) -> tuple[Tensor, Tensor]:
+    ab = append_dims(alpha_bar, like.ndim).to(like.dtype)
+    return ab.sqrt(), (1 - ab).sqrt()
+
+
+def noise(x0: Tensor, eps: Tensor, alpha_bar: Tensor) -> Tensor:
+    """``x_t = sqrt(alpha_bar) x_0 + sqrt(1 - alpha_bar) eps`` (Ho et al. 2020, Eq. 4)."""
+    a, s = _coefficients(alpha_bar, x0)
+    return a * x0 + s * eps
+
+
+def target(kind: Prediction, x0: Tensor, eps: Tensor, alpha_bar: Tensor) -> Tensor:
+    """The regression target of a denoiser that predicts ``kind``."""
+    check_choice("prediction type", kind, PREDICTIONS)
+    if kind == "eps":
+        return eps
+    if kind == "x0":
+        return x0
+    a, s = _coefficients(alpha_bar, x0)
+    return a * eps - s * x0
+
+
+def estimate(kind: Prediction, out: Tensor, x_t: Tensor, alpha_bar: Tensor) -> Estimate:
+    """Both ``x0`` and ``eps`` from a prediction of type ``kind`` at ``x_t``."""
+    check_choice("prediction type", kind, PREDICTIONS)
+    a, s = _coefficients(alpha_bar, x_t)
+    if kind == "eps":
+        return Estimate((x_t - s * out) / a, out)
+    if kind == "x0":
+        return Estimate(out, (x_t - a * out) / s)
+    return Estimate(a * x_t - s * out, s * x_t + a * out)
+
+
+def eps_from_x0(x0: Tensor, x_t: Tensor, alpha_bar: Tensor) -> Tensor:
+    """The noise implied by a (possibly corrected, e.g. snapped) ``x0`` at ``x_t``."""
+    return estimate("x0", x0, x_t, alpha_bar).eps

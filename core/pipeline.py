@@ -1,0 +1,225 @@
+"""From a modality and a preset to result records: train (or load) a model, build its evaluator, and run
+guidance settings, writing samples, pictures, a sample manifest and one record per setting.
+
+This is the one code path every benchmark and the cross-modality study go through.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from core import checkpoint as ckpt
+from core import conditions as C
+from core import metrics as M
+from core import records
+from core.data import Splits
+from core.denoiser import Denoiser
+from core.evaluation import Evaluator, evaluate, reference_diversity
+from core.guidance import Guidance
+from core.registry import Modality, Preset
+from core.registry import get as get_modality
+from core.sampling import generate
+from core.schedules import Schedule
+from core.schedules import make as make_schedule
+from core.trainer import TrainConfig, train
+
+
+def cache_dir() -> Path:
+    """Where evaluators and generated datasets are cached (``$CROSSGUIDE_CACHE``, default ``~/.cache/crossguide``)."""
+    return Path(os.environ.get("CROSSGUIDE_CACHE", Path.home() / ".cache" / "crossguide"))
+
+
+@dataclass
+class Context:
+    """A trained model with everything needed to run and evaluate guidance settings on its dataset."""
+
+    modality: Modality
+    dataset: str
+    preset_name: str
+    preset: Preset
+    splits: Splits
+    model: Denoiser  # EMA weights
+    schedule: Schedule
+    evaluator: Evaluator
+    reference: Tensor  # evaluator features of the real test set [N, D]
+    reference_diversity: float
+    model_id: str
+    train_stats: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def attributes(self) -> dict[str, list[str]]:
+        return self.splits.train.attributes
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One point of a study: guidance, sampler and steps (samples for every full condition of the dataset)."""
+
+    guidance: Guidance
+    sampler: str
+    steps: int
+    section: str = "sweep"
+    per_condition: int | None = None  # None: the preset's
+
+    def id(self, seed: int) -> str:
+        g = self.guidance
+        terms = "+".join(f"{'all' if t.attributes is None else '.'.join(t.attributes)}{t.w:g}" for t in g.terms)
+        extra = "" if g.rule == "cfg" else f"-{g.rule}"
+        if g.interval != (0.0, 1.0):
+            extra += f"-int{g.interval[0]:g}_{g.interval[1]:g}"
+        raw = f"{self.section}-{terms}{extra}-{self.sampler}{self.steps}-s{seed}"
+        return re.sub(r"[^A-Za-z0-9_.+-]", "_", raw)
+
+
+def load_model(path: Path) -> tuple[Denoiser, Schedule, dict[str, Any]]:
+    """The EMA denoiser, its schedule and its config from a checkpoint directory."""
+    config = ckpt.read_config(path)
+    modality = get_modality(config["modality"])
+    model = modality.build_model(config["model"], config["attributes"])
+    model.load_state_dict(ckpt.load(path, stems=("ema",)).tensors["ema"])
+    return model.eval(), make_schedule(config["schedule"]["name"], config["schedule"]["T"]), config
+
+
+def prepare(
+    modality_name: str,
+    *,
+    dataset: str | None = None,
+    preset: str = "quick",
+    data: Path | None = None,
+    seed: int = 0,
+    model_dir: Path,
+    checkpoint: Path | None = None,
+    train_overrides: Mapping[str, Any] | None = None,
+    progress: bool = True,
+) -> Context:
+    """Load the dataset, train (resuming ``model_dir`` if it exists) or load ``checkpoint``, build the evaluator."""
+    modality = get_modality(modality_name)
+    if checkpoint is not None:
+        config = ckpt.read_config(checkpoint)
+        if config.get("modality") != modality.name:
+            raise ckpt.CheckpointError(
+                f"checkpoint {str(checkpoint)!r} is a {config.get('modality')!r} model, not {modality.name!r}"
+            )
+        dataset = dataset or config.get("dataset")
+        preset = config.get("preset", preset)
+    dataset = dataset or modality.default_dataset
+    spec = modality.preset(preset)
+    splits = modality.load_dataset(dataset, preset, data, seed)
+    if checkpoint is not None:
+        model, schedule, config = load_model(checkpoint)
+        if model.attributes != splits.train.attributes:
+            raise ckpt.CheckpointError(
+                f"checkpoint attributes {model.attributes} do not match dataset {dataset!r}: {splits.train.attributes}"
+            )
+        model_id, stats = str(checkpoint), {}
+    else:
+        tc = replace(spec.train, **dict(train_overrides or {}))
+        model = modality.build_model(spec.model, splits.train.attributes)
+        schedule = modality.schedule(spec)
+        meta = {"modality": modality.name, "dataset": dataset, "preset": preset, "data_info": splits.train.info}
+        result = train(model, schedule, splits.train, tc, out=model_dir, meta=meta, progress=progress)
+        model, stats = result.ema, result.stats
+        model_id = f"{model_dir.name}@{result.step}"
+    evaluator = modality.evaluator(splits, preset, cache_dir())
+    with torch.no_grad():
+        reference = evaluator.features(splits.test.x).float()
+    return Context(
+        modality, dataset, preset, spec, splits, model, schedule, evaluator, reference,
+        reference_diversity(evaluator, splits.test.x, splits.test.cond), model_id, stats,
+    )
+
+
+def requests(attributes: Mapping[str, Sequence[str]], per_condition: int) -> list[dict[str, int]]:
+    """Every full condition, ``per_condition`` times each, grouped by condition."""
+    return [c for c in C.all_choices(attributes) for _ in range(per_condition)]
+
+
+def run_setting(ctx: Context, setting: Setting, seed: int, out: Path, *, progress: bool = False) -> dict[str, Any]:
+    """Generate, evaluate and write one setting; append and return its record."""
+    per = setting.per_condition or ctx.preset.per_condition
+    choices = requests(ctx.attributes, per)
+    cond = C.stack(choices, ctx.attributes)
+    gen = generate(ctx.model, ctx.schedule, cond, setting.guidance, sampler=setting.sampler, steps=setting.steps,
+                   seed=seed, batch_size=ctx.preset.batch, bf16=ctx.preset.train.bf16, progress=progress)
+    t0 = time.perf_counter()
+    metrics, judged = evaluate(ctx.evaluator, gen.samples, cond, ctx.reference)
+    metrics["diversity_rel"] = metrics["diversity"] / ctx.reference_diversity
+    eval_s = time.perf_counter() - t0
+    sid = setting.id(seed)
+    labels = [C.names(c, ctx.attributes) for c in choices]
+    info = ctx.splits.train.info
+    sample_dir = out / "samples"
+    paths = ctx.modality.write_samples(gen.samples, labels, sample_dir / sid, info)
+    ctx.modality.draw(gen.samples, labels, sample_dir / f"{sid}.png", _title(ctx, setting), info)
+    extras = ctx.modality.describe(gen.samples, info)
+    g = setting.guidance
+    records.write_jsonl(sample_dir / "manifest.jsonl", (
+        {"path": f"{sid}/{p}", "condition": lab, "w": g.w, "terms": g.to_json()["terms"], "seed": seed,
+         "setting": sid, **ex}
+        for p, lab, ex in zip(paths, labels, extras, strict=True)
+    ))
+    confusion = {
+        a: M.confusion(cond[a], judged[a], len(vals)) for a, vals in ctx.attributes.items()
+    }
+    record = {
+        "modality": ctx.modality.name, "dataset": ctx.dataset, "model": ctx.model_id, "preset": ctx.preset_name,
+        "rule": g.rule, "w": g.w, "terms": g.to_json()["terms"], "guidance": g.to_json(),
+        "sampler": setting.sampler, "steps": setting.steps, "nfe": gen.nfe, "seed": seed, "n": len(choices),
+        "metrics": metrics, "wall_s": gen.wall_s, "samples_per_s": len(choices) / gen.wall_s,
+        "section": setting.section, "setting": sid, "picture": f"samples/{sid}.png",
+        "extra": {"eval_s": eval_s, "confusion": confusion, "evaluator": ctx.evaluator.info,
+                  "reference_diversity": ctx.reference_diversity, "train": ctx.train_stats},
+    }
+    return records.append(out / "records.jsonl", record)
+
+
+def _title(ctx: Context, setting: Setting) -> str:
+    g = setting.guidance
+    terms = ", ".join(f"w={t.w:g}" + ("" if t.attributes is None else f" on {'+'.join(t.attributes)}")
+                      for t in g.terms)
+    return f"{ctx.modality.name}/{ctx.dataset}: {terms} ({g.rule}, {setting.sampler} {setting.steps} steps)"
+
+
+def run_settings(
+    ctx: Context, settings: Sequence[Setting], seeds: Sequence[int], out: Path, *, force: bool = False,
+    progress: bool = True, on_done: Any = None,
+) -> list[dict[str, Any]]:
+    """Run every (setting, seed) not already recorded in ``out/records.jsonl`` (all of them with ``force``)."""
+    wanted = {s.id(seed) for s in settings for seed in seeds}
+    if force:
+        _forget(out, wanted)
+    done = {r["setting"]: r for r in records.read(out / "records.jsonl")}
+    results = []
+    for setting in settings:
+        for seed in seeds:
+            sid = setting.id(seed)
+            results.append(done[sid] if sid in done else run_setting(ctx, setting, seed, out, progress=progress))
+            if on_done is not None:
+                on_done(setting, seed)
+    return results
+
+
+def _forget(out: Path, setting_ids: set[str]) -> None:
+    """Drop the records and manifest lines of settings about to be recomputed."""
+    for path in (out / "records.jsonl", out / "samples" / "manifest.jsonl"):
+        kept = [r for r in records.read(path) if r.get("setting") not in setting_ids]
+        if path.exists():
+            records.write_jsonl(path, kept, mode="w")
+
+
+def write_json(path: Path, value: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(value, indent=2, sort_keys=True))
+
+
+__all__ = ["Context", "Setting", "TrainConfig", "load_model", "prepare", "requests", "run_setting", "run_settings"]

@@ -1,0 +1,130 @@
+"""Modality plug-ins. A modality registers a denoiser factory, its datasets, its evaluator, its sample writer
+and its presets; core code reaches modalities only through this registry.
+
+Installed packages add modalities through the entry-point group ``crossguide.modalities`` (value: a
+:class:`Modality` instance) and datasets through ``crossguide.datasets`` (name ``<modality>.<dataset>``, value: a
+:data:`DatasetFactory`). The built-in modalities are found the same way.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor
+
+from core.data import Splits
+from core.denoiser import Denoiser
+from core.errors import UsageError, check_choice
+from core.evaluation import Evaluator
+from core.schedules import Schedule
+from core.schedules import make as make_schedule
+from core.trainer import TrainConfig
+
+MODALITY_GROUP = "crossguide.modalities"
+DATASET_GROUP = "crossguide.datasets"
+PRESETS = ("smoke", "quick", "full")
+
+DatasetFactory = Callable[[Mapping[str, Any], "Path | None", int], Splits]  # (preset data options, --data, seed)
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Everything a preset fixes for one modality; ``smoke`` runs in seconds, ``quick`` in minutes on 2 CPU
+    cores, ``full`` at GPU scale."""
+
+    model: dict[str, Any]  # the denoiser's constructor arguments
+    train: TrainConfig
+    schedule: str = "cosine"
+    T: int = 1000  # noqa: N815
+    sampler: str = "ddim"
+    steps: int = 50
+    per_condition: int = 16  # samples per full condition in each sweep setting
+    batch: int = 256  # sampling batch (examples, before the K+1 branches)
+    data: dict[str, Any] = field(default_factory=dict)  # dataset options (size, length, count, ...)
+
+
+class Modality(abc.ABC):
+    """A data type: its datasets, denoiser, evaluator, presets and how to write samples."""
+
+    name: str
+    default_dataset: str
+    datasets: dict[str, DatasetFactory]
+    presets: dict[str, Preset]
+    extra_ws: tuple[float, ...] = ()  # weights the benchmark sweeps besides the paper's grid (e.g. negative ones)
+
+    def preset(self, name: str) -> Preset:
+        check_choice(f"preset for {self.name}", name, self.presets)
+        return self.presets[name]
+
+    def load_dataset(self, name: str | None, preset: str, path: Path | None, seed: int) -> Splits:
+        name = name or self.default_dataset
+        check_choice(f"{self.name} dataset", name, self.datasets)
+        return self.datasets[name](self.preset(preset).data, path, seed)
+
+    def schedule(self, preset: Preset) -> Schedule:
+        return make_schedule(preset.schedule, preset.T)
+
+    @abc.abstractmethod
+    def build_model(self, config: Mapping[str, Any], attributes: Mapping[str, list[str]]) -> Denoiser:
+        """A fresh denoiser from its JSON config (the preset's ``model`` dict or a checkpoint's)."""
+
+    @abc.abstractmethod
+    def evaluator(self, splits: Splits, preset: str, cache: Path) -> Evaluator:
+        """The evaluator for ``splits`` (trained on ``splits.train`` or loaded from ``cache``)."""
+
+    @abc.abstractmethod
+    def write_samples(self, samples: Tensor, labels: list[dict[str, str]], directory: Path,
+                      info: Mapping[str, Any]) -> list[str]:
+        """Write samples as files a person can open; return each sample's path relative to ``directory``."""
+
+    @abc.abstractmethod
+    def draw(self, samples: Tensor, labels: list[dict[str, str]], path: Path, title: str,
+             info: Mapping[str, Any]) -> None:
+        """One PNG picture of a setting's samples (a grid, spectrograms, a scatter plot, a table)."""
+
+    def describe(self, samples: Tensor, info: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Extra per-sample manifest fields (e.g. the generated sentence); none by default."""
+        return [{} for _ in range(len(samples))]
+
+
+_MODALITIES: dict[str, Modality] = {}
+_loaded = False
+
+
+def register(modality: Modality) -> None:
+    _MODALITIES[modality.name] = modality
+
+
+def register_dataset(modality: str, name: str, factory: DatasetFactory) -> None:
+    get(modality).datasets[name] = factory
+
+
+def _load_entry_points() -> None:
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    for ep in metadata.entry_points(group=MODALITY_GROUP):
+        obj = ep.load()
+        register(obj() if not isinstance(obj, Modality) and callable(obj) else obj)
+    for ep in metadata.entry_points(group=DATASET_GROUP):
+        modality, _, name = ep.name.partition(".")
+        if modality in _MODALITIES and name:
+            _MODALITIES[modality].datasets[name] = ep.load()
+
+
+def names() -> list[str]:
+    _load_entry_points()
+    return sorted(_MODALITIES)
+
+
+def get(name: str) -> Modality:
+    _load_entry_points()
+    if name not in _MODALITIES:
+        raise UsageError(f"unknown modality {name!r}; valid: {', '.join(sorted(_MODALITIES)) or '(none installed)'}")
+    return _MODALITIES[name]

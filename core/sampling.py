@@ -1,0 +1,76 @@
+"""Generate samples from a denoiser for a batch of requested conditions, through guidance and a sampler."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from core import conditions as C
+from core import samplers
+from core.conditions import Condition
+from core.denoiser import Denoiser
+from core.errors import UsageError
+from core.guidance import Guidance, Guided
+from core.precision import Bf16, autocast
+from core.progress import bar
+from core.schedules import Schedule
+
+
+class Generation(NamedTuple):
+    samples: Tensor  # decoded samples [N, ...] on the CPU
+    nfe: float  # network evaluations per sample (guidance branches x steps)
+    wall_s: float
+
+
+@torch.no_grad()
+def generate(
+    model: Denoiser,
+    schedule: Schedule,
+    cond: Condition,
+    guidance: Guidance | None = None,
+    *,
+    sampler: str = "ddim",
+    steps: int = 50,
+    seed: int = 0,
+    batch_size: int = 256,
+    negative: Condition | None = None,
+    snap: bool = True,
+    bf16: Bf16 = "off",
+    x_T: Tensor | None = None,  # noqa: N803
+    progress: bool = False,
+) -> Generation:
+    """Sample one example per entry of ``cond`` (``[N]`` per attribute).
+
+    The initial noise of all N examples is drawn first from ``seed``, so settings that share a seed start
+    from the same noise and differ only by their guidance (paired comparisons).
+    """
+    guidance = guidance or Guidance()
+    sample = samplers.get(sampler)
+    C.validate(cond, model.attributes)
+    if negative is not None:
+        C.validate(negative, model.attributes)
+    if batch_size < 1:
+        raise UsageError(f"batch_size must be >= 1, got {batch_size}")
+    n = C.batch_size(cond)
+    device = next(itertools.chain(model.parameters(), model.buffers())).device
+    generator = torch.Generator().manual_seed(seed)
+    if x_T is None:
+        x_T = torch.randn((n, *model.sample_shape), generator=generator)  # noqa: N806
+    elif not bool(torch.isfinite(x_T).all()):
+        raise UsageError("initial noise x_T contains NaN or infinite values")
+    model.eval()
+    outs, forwards, start = [], 0, time.perf_counter()
+    for i in bar(range(0, n, batch_size), desc="sample", enabled=progress, unit="batch"):
+        part = slice(i, i + batch_size)
+        fn = Guided(model, guidance, C.to(C.index(cond, part), device),
+                    negative=None if negative is None else C.to(C.index(negative, part), device),
+                    num_steps=schedule.T, snap=snap)
+        with autocast(bf16, device):
+            x0 = sample(fn, x_T[part].to(device), schedule, steps, generator=generator)
+            outs.append(model.decode(x0.float()).cpu())
+        forwards += fn.forwards
+    return Generation(torch.cat(outs), forwards / n, time.perf_counter() - start)

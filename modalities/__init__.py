@@ -1,0 +1,2 @@
+"""Reference modalities: each sub-package is a plug-in registered through the ``crossguide.modalities`` entry
+points (see ``core.registry``)."""
