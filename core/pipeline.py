@@ -73,7 +73,7 @@ class Setting:
 
     def id(self, seed: int) -> str:
         g = self.guidance
-        terms = "+".join(f"{'all' if t.attributes is None else '.'.join(t.attributes)}{t.w:g}" for t in g.terms)
+        terms = "+".join(f"{'all' if t.attributes is None else '.'.join(t.attributes)}_w{t.w:g}" for t in g.terms)
         extra = "" if g.rule == "cfg" else f"-{g.rule}"
         if g.interval != (0.0, 1.0):
             extra += f"-int{g.interval[0]:g}_{g.interval[1]:g}"

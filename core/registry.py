@@ -93,6 +93,7 @@ class Modality(abc.ABC):
 
 
 _MODALITIES: dict[str, Modality] = {}
+_BROKEN: dict[str, str] = {}  # entry points that failed to import: name -> reason
 _loaded = False
 
 
@@ -110,7 +111,11 @@ def _load_entry_points() -> None:
         return
     _loaded = True
     for ep in metadata.entry_points(group=MODALITY_GROUP):
-        obj = ep.load()
+        try:
+            obj = ep.load()
+        except Exception as e:  # one broken plug-in must not take the others down
+            _BROKEN[ep.name] = f"{e.__class__.__name__}: {e}"
+            continue
         register(obj() if not isinstance(obj, Modality) and callable(obj) else obj)
     for ep in metadata.entry_points(group=DATASET_GROUP):
         modality, _, name = ep.name.partition(".")
@@ -125,6 +130,8 @@ def names() -> list[str]:
 
 def get(name: str) -> Modality:
     _load_entry_points()
+    if name in _BROKEN and name not in _MODALITIES:
+        raise UsageError(f"modality {name!r} is installed but failed to load ({_BROKEN[name]})")
     if name not in _MODALITIES:
         raise UsageError(f"unknown modality {name!r}; valid: {', '.join(sorted(_MODALITIES)) or '(none installed)'}")
     return _MODALITIES[name]
