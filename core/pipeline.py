@@ -85,7 +85,7 @@ def load_model(path: Path) -> tuple[Denoiser, Schedule, dict[str, Any]]:
     """The EMA denoiser, its schedule and its config from a checkpoint directory."""
     config = ckpt.read_config(path)
     modality = get_modality(config["modality"])
-    model = modality.build_model(config["model"], config["attributes"])
+    model = modality.build_model(config["model"], config["attributes"], config.get("data_info", {}))
     model.load_state_dict(ckpt.load(path, stems=("ema",)).tensors["ema"])
     return model.eval(), make_schedule(config["schedule"]["name"], config["schedule"]["T"]), config
 
@@ -124,7 +124,7 @@ def prepare(
         model_id, stats = str(checkpoint), {}
     else:
         tc = replace(spec.train, **dict(train_overrides or {}))
-        model = modality.build_model(spec.model, splits.train.attributes)
+        model = modality.build_model(spec.model, splits.train.attributes, splits.train.info)
         schedule = modality.schedule(spec)
         meta = {"modality": modality.name, "dataset": dataset, "preset": preset, "data_info": splits.train.info}
         result = train(model, schedule, splits.train, tc, out=model_dir, meta=meta, progress=progress)

@@ -70,8 +70,10 @@ class Modality(abc.ABC):
         return make_schedule(preset.schedule, preset.T)
 
     @abc.abstractmethod
-    def build_model(self, config: Mapping[str, Any], attributes: Mapping[str, list[str]]) -> Denoiser:
-        """A fresh denoiser from its JSON config (the preset's ``model`` dict or a checkpoint's)."""
+    def build_model(self, config: Mapping[str, Any], attributes: Mapping[str, list[str]],
+                    info: Mapping[str, Any]) -> Denoiser:
+        """A fresh denoiser from its JSON config (the preset's ``model`` dict or a checkpoint's) and the
+        dataset's ``info`` (e.g. image size, vocabulary)."""
 
     @abc.abstractmethod
     def evaluator(self, splits: Splits, preset: str, cache: Path) -> Evaluator:

@@ -83,7 +83,8 @@ class ToyModality(Modality):
                            data={**DATA, "train_per_component": 20000}),
         }
 
-    def build_model(self, config: Mapping[str, Any], attributes: Mapping[str, list[str]]) -> Denoiser:
+    def build_model(self, config: Mapping[str, Any], attributes: Mapping[str, list[str]],
+                    info: Mapping[str, Any] | None = None) -> Denoiser:
         config = dict(config)
         kind = config.pop("kind", "mlp")
         check_choice("toy model kind", kind, ("mlp", "exact"))

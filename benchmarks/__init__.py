@@ -1,0 +1,2 @@
+"""Benchmarks: per-modality guidance sweeps (``python -m benchmarks.<modality>``, the same code as
+``crossguide bench <modality>``), guidance cost, and the cross-modality study."""
