@@ -1,0 +1,134 @@
+"""Guidance invariants: batched == separate passes, special weights, composition and negative conditions."""
+
+import pytest
+import torch
+
+from core import conditions as C
+from core.errors import UsageError
+from core.guidance import Guidance, Guided, Term, coefficients
+from core.parameterization import estimate
+from modalities.toy.mixture import ATTRIBUTES
+from tests.helpers import SCHEDULE, random_mlp
+
+B = 12
+
+
+def _inputs(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(B, 2, generator=g)
+    t = torch.randint(0, 1000, (B,), generator=g).float()
+    ab = SCHEDULE.at(t.long()).double()
+    choices = [dict(zip(ATTRIBUTES, (i % 4, i % 2), strict=True)) for i in range(B)]
+    return x, t, ab, C.stack(choices, ATTRIBUTES)
+
+
+def _eps(model, x, t, cond):
+    with torch.no_grad():
+        return model(x, t, cond)
+
+
+@pytest.mark.parametrize("w", [-3.0, -1.0, 0.0, 0.5, 2.0])
+def test_batched_cfg_equals_separate_passes(w: float) -> None:
+    model = random_mlp()
+    x, t, ab, cond = _inputs()
+    expected = (1 + w) * _eps(model, x, t, cond) - w * _eps(model, x, t, C.null_like(cond))
+    for chunk in (None, B, 5):  # one forward, one forward per branch, ragged chunks
+        got = Guided(model, Guidance.cfg(w, chunk=chunk), cond, num_steps=1000)(x, t, ab)
+        torch.testing.assert_close(got.eps, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_w0_is_the_conditional_model_and_w_minus_1_the_unconditional_exactly() -> None:
+    model = random_mlp()
+    x, t, ab, cond = _inputs()
+    for w, c in ((0.0, cond), (-1.0, C.null_like(cond))):
+        fn = Guided(model, Guidance.cfg(w), cond, num_steps=1000)
+        assert torch.equal(fn(x, t, ab).eps, _eps(model, x, t, c))
+        assert fn.forwards == B  # the zero-coefficient branch is never evaluated
+
+
+def test_cfg_costs_one_batched_forward_of_two_branches() -> None:
+    model = random_mlp()
+    calls = []
+    model.register_forward_hook(lambda m, args, out: calls.append(args[0].shape[0]))
+    x, t, ab, cond = _inputs()
+    Guided(model, Guidance.cfg(2.0), cond, num_steps=1000)(x, t, ab)
+    assert calls == [2 * B]
+
+
+def test_composition_with_one_term_equals_cfg_and_general_composition_matches_formula() -> None:
+    model = random_mlp()
+    x, t, ab, cond = _inputs()
+    single = Guided(model, Guidance(terms=(Term(1.5, tuple(ATTRIBUTES)),)), cond, num_steps=1000)(x, t, ab)
+    cfg = Guided(model, Guidance.cfg(1.5), cond, num_steps=1000)(x, t, ab)
+    torch.testing.assert_close(single.eps, cfg.eps)
+
+    w1, w2 = 2.0, -0.5
+    g = Guidance(terms=(Term(w1, ("cluster",)), Term(w2, ("side",))))
+    got = Guided(model, g, cond, num_steps=1000)(x, t, ab).eps
+    u = _eps(model, x, t, C.null_like(cond))
+    e1 = _eps(model, x, t, C.select(cond, ("cluster",)))
+    e2 = _eps(model, x, t, C.select(cond, ("side",)))
+    torch.testing.assert_close(got, u + (1 + w1) * (e1 - u) + (1 + w2) * (e2 - u), rtol=1e-5, atol=1e-5)
+
+
+def test_negative_condition_replaces_the_unconditional_base() -> None:
+    model = random_mlp()
+    x, t, ab, cond = _inputs()
+    neg = C.stack([{"cluster": (i + 2) % 4} for i in range(B)], ATTRIBUTES)
+    w = 1.5
+    got = Guided(model, Guidance.cfg(w), cond, negative=neg, num_steps=1000)(x, t, ab).eps
+    en, ec = _eps(model, x, t, neg), _eps(model, x, t, cond)
+    torch.testing.assert_close(got, en + (1 + w) * (ec - en), rtol=1e-5, atol=1e-5)
+
+
+def test_cfg_is_parameterization_invariant() -> None:
+    """Guiding eps, x0 or v predictions gives the same estimate: the rule is affine with weights summing to 1."""
+    x, t, ab, cond = _inputs()
+    base = random_mlp()
+
+    class As(torch.nn.Module):  # the same network re-expressed as an x0- or v-predictor
+        def __init__(self, kind: str):
+            super().__init__()
+            self.net, self.prediction, self.attributes = base, kind, base.attributes
+
+        def forward(self, x_t, t_, c):
+            est = estimate("eps", self.net(x_t, t_, c), x_t, SCHEDULE.at(t_.long()).double())
+            if self.prediction == "x0":
+                return est.x0
+            a, s = SCHEDULE.at(t_.long())[:, None].sqrt(), (1 - SCHEDULE.at(t_.long())[:, None]).sqrt()
+            return a * est.eps - s * est.x0
+
+    ref = Guided(base, Guidance.cfg(3.0), cond, num_steps=1000)(x, t, ab)
+    for kind in ("x0", "v"):
+        got = Guided(As(kind), Guidance.cfg(3.0), cond, num_steps=1000)(x, t, ab)
+        torch.testing.assert_close(got.x0, ref.x0, rtol=1e-4, atol=1e-4)
+
+
+def test_interval_switches_guidance_off_outside() -> None:
+    model = random_mlp()
+    x, _, _, cond = _inputs()
+    t = torch.full((B,), 900.0)
+    ab = SCHEDULE.at(t.long()).double()
+    fn = Guided(model, Guidance.cfg(4.0, interval=(0.0, 0.5)), cond, num_steps=1000)
+    assert torch.equal(fn(x, t, ab).eps, _eps(model, x, t, cond))  # t/T = 0.9 is outside: plain conditional
+
+
+def test_rescale_matches_the_conditional_std_at_phi_1() -> None:
+    model = random_mlp()
+    x, t, ab, cond = _inputs()
+    got = Guided(model, Guidance.cfg(5.0, rule="rescale", phi=1.0), cond, num_steps=1000)(x, t, ab).eps
+    torch.testing.assert_close(got.std(dim=1), _eps(model, x, t, cond).std(dim=1), rtol=1e-4, atol=1e-5)
+
+
+def test_coefficients_sum_to_one() -> None:
+    w = torch.tensor([[2.0, -3.0], [0.5, 0.0]])
+    assert torch.allclose(coefficients(w).sum(0), torch.ones(2))
+
+
+def test_guidance_spec_round_trips_and_rejects_bad_values() -> None:
+    g = Guidance(terms=(Term(2.0, ("cluster",)), Term(0.5)), rule="rescale", phi=0.5, interval=(0.1, 0.9))
+    assert Guidance.from_json(g.to_json()) == g
+    for bad in (dict(rule="nope"), dict(terms=()), dict(interval=(0.5, 0.1)), dict(chunk=0),
+                dict(terms=(Term(float("nan")),))):
+        with pytest.raises(UsageError):
+            Guidance(**bad)
