@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from core import plots
+from core.checkpoint import read_config
 from core.guidance import Guidance
 from core.metrics import spearman
 from core.pipeline import Context, Setting, prepare, run_settings, write_json
+from core.registry import Preset
 from core.registry import get as get_modality
 
 PAPER_GRID = (0.0, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 3.0, 4.0)
@@ -24,8 +26,9 @@ def default_ws(modality: str) -> tuple[float, ...]:
     return tuple(sorted({-1.0, *PAPER_GRID, *get_modality(modality).extra_ws}))
 
 
-def sweep_settings(ctx: Context, ws: Sequence[float], sampler: str | None, steps: int | None) -> list[Setting]:
-    return [Setting(Guidance.cfg(w), sampler or ctx.preset.sampler, steps or ctx.preset.steps) for w in ws]
+def sweep_settings(spec: Preset, ws: Sequence[float], sampler: str | None, steps: int | None) -> list[Setting]:
+    """Plain CFG at each ``w`` with the preset's sampler and steps unless given."""
+    return [Setting(Guidance.cfg(w), sampler or spec.sampler, spec.steps if steps is None else steps) for w in ws]
 
 
 def bench(
@@ -45,9 +48,12 @@ def bench(
 ) -> list[dict[str, Any]]:
     """Run the guidance sweep and write ``records.jsonl``, samples with their manifest, and plots to ``out``."""
     ws = default_ws(modality) if ws is None else ws
+    if checkpoint is not None:
+        preset = read_config(checkpoint).get("preset", preset)
+    settings = sweep_settings(get_modality(modality).preset(preset), ws, sampler, steps)  # validate before training
     ctx = prepare(modality, dataset=dataset, preset=preset, data=data, seed=seed, model_dir=out / "model",
                   checkpoint=checkpoint, progress=progress)
-    recs = run_settings(ctx, sweep_settings(ctx, ws, sampler, steps), [seed], out, force=force, progress=progress)
+    recs = run_settings(ctx, settings, [seed], out, force=force, progress=progress)
     plots.bench_plots(recs, out / "plots")
     write_json(out / "summary.json", summarize(recs, ctx))
     return recs

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -74,8 +75,19 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _glue_negative_values(argv: list[str]) -> list[str]:
+    """``--w -1,0,2`` -> ``--w=-1,0,2``: argparse would take a value starting with '-' for an option."""
+    out: list[str] = []
+    for arg in argv:
+        if out and out[-1].startswith("--") and "=" not in out[-1] and re.match(r"^-[\d.]", arg):
+            out[-1] = f"{out[-1]}={arg}"
+        else:
+            out.append(arg)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    args = parser().parse_args(_glue_negative_values(list(sys.argv[1:] if argv is None else argv)))
     try:
         return _run(args)
     except UsageError as e:

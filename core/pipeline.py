@@ -21,9 +21,10 @@ from torch import Tensor
 from core import checkpoint as ckpt
 from core import conditions as C
 from core import metrics as M
-from core import records
+from core import records, samplers
 from core.data import Splits
 from core.denoiser import Denoiser
+from core.errors import UsageError
 from core.evaluation import Evaluator, evaluate, reference_diversity
 from core.guidance import Guidance
 from core.registry import Modality, Preset
@@ -70,6 +71,13 @@ class Setting:
     steps: int
     section: str = "sweep"
     per_condition: int | None = None  # None: the preset's
+
+    def __post_init__(self) -> None:
+        samplers.get(self.sampler)
+        if not isinstance(self.steps, int) or self.steps < 1:
+            raise UsageError(f"steps must be an integer >= 1, got {self.steps!r}")
+        if self.per_condition is not None and self.per_condition < 1:
+            raise UsageError(f"per_condition must be >= 1, got {self.per_condition}")
 
     def id(self, seed: int) -> str:
         g = self.guidance

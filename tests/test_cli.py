@@ -1,0 +1,94 @@
+"""The command line end to end on the toy modality, and its one-line errors for user mistakes."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from core import records
+from core.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def bench_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("bench")
+    assert main(["bench", "toy", "--preset", "smoke", "--w", "-1,0,2", "--out", str(out)]) == 0
+    return out
+
+
+def test_bench_writes_valid_records_manifest_samples_and_plots(bench_dir: Path) -> None:
+    recs = records.read(bench_dir / "records.jsonl")
+    assert [r["w"] for r in recs] == [-1.0, 0.0, 2.0]
+    for r in recs:
+        records.validate(r)
+        assert r["modality"] == "toy" and r["dataset"] == "mixture" and r["n"] == 8 * 32
+        assert set(r["metrics"]) >= {"adherence", "adherence/cluster", "adherence/side", "fd", "diversity",
+                                     "precision", "recall", "density", "coverage", "log_prob"}
+        assert r["nfe"] == (1 if r["w"] in (-1.0, 0.0) else 2) * r["steps"]
+        assert (bench_dir / r["picture"]).is_file()
+    manifest = records.read(bench_dir / "samples" / "manifest.jsonl")
+    assert len(manifest) == 3 * 8 * 32
+    first = manifest[0]
+    assert set(first) >= {"path", "condition", "w", "seed"}
+    assert (bench_dir / "samples" / first["path"].split("#")[0]).is_file()
+    for name in ("adherence_vs_w", "fd_vs_w", "diversity_vs_w", "fd_vs_adherence"):
+        assert (bench_dir / "plots" / f"{name}.png").stat().st_size > 1000
+    summary = json.loads((bench_dir / "summary.json").read_text())
+    assert summary["adherence_w0"] == recs[1]["metrics"]["adherence"]
+
+
+def test_bench_rerun_reuses_settings_and_force_recomputes_without_duplicates(bench_dir: Path) -> None:
+    before = (bench_dir / "records.jsonl").read_text()
+    assert main(["bench", "toy", "--preset", "smoke", "--w", "-1,0,2", "--out", str(bench_dir)]) == 0
+    assert (bench_dir / "records.jsonl").read_text() == before
+    assert main(["bench", "toy", "--preset", "smoke", "--w", "0", "--out", str(bench_dir), "--force"]) == 0
+    recs = records.read(bench_dir / "records.jsonl")
+    assert sorted(r["w"] for r in recs) == [-1.0, 0.0, 2.0]
+    assert len(records.read(bench_dir / "samples" / "manifest.jsonl")) == 3 * 8 * 32
+
+
+def test_sample_from_checkpoint_with_composition_and_negative(bench_dir: Path, tmp_path: Path) -> None:
+    ckpt = str(bench_dir / "model")
+    assert main(["sample", "--checkpoint", ckpt, "--cond", "cluster=north,side=outer", "--w", "2", "--n", "8",
+                 "--out", str(tmp_path / "a")]) == 0
+    assert (tmp_path / "a" / "points.csv").read_text().count("\n") == 9
+    assert (tmp_path / "a" / "grid.png").is_file()
+    assert main(["sample", "--checkpoint", ckpt, "--cond", "cluster=north,side=outer", "--compose",
+                 "cluster=2,side=0.5", "--negative", "side=inner", "--n", "4", "--out", str(tmp_path / "b")]) == 0
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["bench", "nope", "--out", "X"], "unknown modality 'nope'; valid: "),
+        (["bench", "toy", "--dataset", "nope", "--out", "X"], "unknown toy dataset 'nope'; valid: mixture"),
+        (["bench", "toy", "--preset", "smoke", "--steps", "0", "--w", "0", "--out", "X"],
+         "steps must be an integer >= 1"),
+        (["bench", "toy", "--preset", "smoke", "--sampler", "euler", "--w", "0", "--out", "X"],
+         "unknown sampler 'euler'; valid: ddim, ddpm, dpmpp2m"),
+        (["train", "toy", "--preset", "smoke", "--p-uncond", "-0.5", "--out", "X"], "p_uncond must be in [0, 1]"),
+        (["sample", "--checkpoint", "MODEL", "--cond", "cluster=up", "--out", "X"],
+         "unknown value 'up' for attribute 'cluster'; valid: north, east, south, west"),
+        (["sample", "--checkpoint", "MODEL", "--cond", "colour=red", "--out", "X"],
+         "unknown attribute 'colour'; valid: cluster, side"),
+        (["sample", "--checkpoint", "missing-dir", "--out", "X"], "does not exist"),
+    ],
+)
+def test_user_mistakes_give_one_line_errors(argv: list[str], message: str, bench_dir: Path, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    argv = [str(bench_dir / "model") if a == "MODEL" else str(tmp_path / "out") if a == "X" else a for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: ") and message in err[-1], err
+    assert not (tmp_path / "out" / "records.jsonl").exists()
+
+
+def test_console_script_prints_no_traceback() -> None:
+    proc = subprocess.run([sys.executable, "-m", "core.cli", "bench", "nope", "--out", "/tmp/x"],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and proc.stderr.startswith("error: unknown modality 'nope'")

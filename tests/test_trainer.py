@@ -1,0 +1,146 @@
+"""The generic trainer: it learns, resumes exactly, runs under torchrun, and refuses bad input."""
+
+import math
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from core import checkpoint as ckpt
+from core import conditions as C
+from core.data import ConditionalDataset
+from core.errors import UsageError
+from core.guidance import Guidance
+from core.metrics import adherence
+from core.sampling import generate
+from core.trainer import TrainConfig, train
+from modalities.toy.mixture import ATTRIBUTES
+from modalities.toy.mlp import MLPDenoiser
+from modalities.toy.modality import MIXTURE, MODALITY, MixtureJudge
+from tests.helpers import SCHEDULE, exact, toy_data
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _mlp(seed: int = 0) -> MLPDenoiser:
+    torch.manual_seed(seed)
+    return MLPDenoiser(ATTRIBUTES, hidden=32, depth=2)
+
+
+def _small(steps: int) -> TrainConfig:
+    return TrainConfig(steps=steps, batch_size=64, lr=1e-3, warmup=5, device="cpu")
+
+
+def _w0(model, per: int = 128) -> tuple[float, torch.Tensor]:
+    choices = [c for c in C.all_choices(ATTRIBUTES) for _ in range(per)]
+    cond = C.stack(choices, ATTRIBUTES)
+    x = generate(model, SCHEDULE, cond, Guidance.cfg(0.0), steps=50, seed=0, batch_size=len(choices)).samples
+    return adherence(cond, MixtureJudge(MIXTURE).classify(x))["adherence"], x.view(MIXTURE.K, per, 2)
+
+
+def test_mlp_learns_the_mixture() -> None:
+    spec = MODALITY.preset("quick")
+    data = MODALITY.load_dataset(None, "quick", None, 0).train
+    model = MODALITY.build_model(spec.model, data.attributes, data.info)
+    result = train(model, SCHEDULE, data, replace(spec.train, steps=1200), progress=False)
+    learned, x = _w0(result.ema)
+    reference, _ = _w0(exact())
+    assert abs(learned - reference) < 0.05, (learned, reference)
+    assert (x.mean(1).double() - MIXTURE.means).norm(dim=1).max() < 0.1
+    assert sum(result.losses[-50:]) / 50 < 0.6 * sum(result.losses[:50]) / 50
+
+
+def _state(path: Path) -> dict[str, torch.Tensor]:
+    saved = ckpt.load(path)
+    return {f"{stem}.{k}": v for stem, d in saved.tensors.items() for k, v in d.items()}
+
+
+def test_interrupted_and_resumed_run_equals_a_straight_run(tmp_path: Path) -> None:
+    data = toy_data()
+    train(_mlp(), SCHEDULE, data, _small(40), out=tmp_path / "straight", progress=False)
+    train(_mlp(), SCHEDULE, data, _small(40), out=tmp_path / "resumed", stop_at=20, progress=False)
+    assert ckpt.load(tmp_path / "resumed").json["training"]["step"] == 20
+    result = train(_mlp(seed=1), SCHEDULE, data, _small(40), out=tmp_path / "resumed", progress=False)
+    assert result.step == 40
+    a, b = _state(tmp_path / "straight"), _state(tmp_path / "resumed")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k  # weights, EMA, optimizer moments and RNG state
+
+
+def test_resume_refuses_a_different_config(tmp_path: Path) -> None:
+    data = toy_data()
+    train(_mlp(), SCHEDULE, data, _small(5), out=tmp_path / "c", progress=False)
+    with pytest.raises(ckpt.CheckpointError, match=r"other \['lr'\]"):
+        train(_mlp(), SCHEDULE, data, replace(_small(10), lr=0.5), out=tmp_path / "c", progress=False)
+
+
+def test_torchrun_two_process_gloo_training_keeps_ranks_identical(tmp_path: Path) -> None:
+    steps = 15
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           str(ROOT / "tests" / "ddp_worker.py"), str(tmp_path), str(steps)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r0, r1 = load_file(tmp_path / "rank0.safetensors"), load_file(tmp_path / "rank1.safetensors")
+    for k in r0:
+        assert torch.equal(r0[k], r1[k]), k
+    # each rank took half of the same global batch: one process with the full batch learns the same weights
+    single = train(_mlp(), SCHEDULE, toy_data(), _small(steps), progress=False).model.state_dict()
+    for k in r0:
+        torch.testing.assert_close(r0[k], single[k], rtol=1e-4, atol=1e-5)
+    assert ckpt.load(tmp_path / "ckpt").json["training"]["step"] == steps
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [(dict(steps=0), "steps must be >= 1"), (dict(p_uncond=-0.1), "p_uncond must be in"),
+     (dict(p_attr=1.5), "p_attr must be in"), (dict(lr=0.0), "lr must be > 0")],
+)
+def test_bad_training_config_is_refused(change: dict, message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        replace(_small(10), **change)
+
+
+def test_nan_in_data_is_refused() -> None:
+    data = toy_data()
+    x = data.x.clone()
+    x[3, 1] = math.nan
+    with pytest.raises(UsageError, match="NaN"):
+        ConditionalDataset("bad", x, data.cond, data.attributes)
+    with pytest.raises(UsageError, match="NaN"):
+        generate(_mlp(), SCHEDULE, C.stack([{}] * 2, ATTRIBUTES), x_T=torch.full((2, 2), math.nan))
+
+
+def test_truncated_or_corrupt_checkpoint_gives_a_clear_error(tmp_path: Path) -> None:
+    train(_mlp(), SCHEDULE, toy_data(), _small(3), out=tmp_path / "c", progress=False)
+    weights = tmp_path / "c" / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ckpt.CheckpointError, match=r"model.safetensors' is truncated"):
+        ckpt.load(tmp_path / "c")
+    weights.write_bytes(data[:-4] + b"XXXX")
+    with pytest.raises(ckpt.CheckpointError, match="corrupt"):
+        ckpt.load(tmp_path / "c")
+    with pytest.raises(ckpt.CheckpointError, match="does not exist"):
+        ckpt.load(tmp_path / "missing")
+
+
+def test_failed_save_leaves_the_previous_checkpoint_intact(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "c"
+    ckpt.save(path, {"model": {"w": torch.ones(3)}}, {"config": {"v": 1}})
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ckpt, "save_file", broken)
+    with pytest.raises(OSError, match="disk full"):
+        ckpt.save(path, {"model": {"w": torch.zeros(3)}}, {"config": {"v": 2}})
+    saved = ckpt.load(path)
+    assert torch.equal(saved.tensors["model"]["w"], torch.ones(3)) and saved.json["config"] == {"v": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["c"]  # no temporary directories left behind
