@@ -8,8 +8,8 @@ import torch
 from safetensors.torch import save_file
 
 from core.trainer import TrainConfig, train
-from tests.helpers import SCHEDULE, toy_data
 from modalities.toy.mlp import MLPDenoiser
+from tests.helpers import SCHEDULE, toy_data
 
 if __name__ == "__main__":
     out = Path(sys.argv[1])

@@ -1,0 +1,105 @@
+"""What guidance costs per sampling step, as ratios to the unguided conditional model.
+
+``python -m benchmarks.guidance_cost --modality toy --preset quick --batch 256 --out DIR`` times one guided
+prediction (the work of one sampler step) for: the unguided conditional model, CFG with both branches in one
+batched forward, CFG as two separate passes, and compositions of 2 and 3 terms (3 and 4 branches). Calls are
+interleaved round-robin and the median is reported, so machine noise hits every variant alike. Results are
+printed and appended to ``DIR/guidance_cost.jsonl``. Weights are random unless ``--checkpoint`` is given: the
+cost of a forward does not depend on them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from core import conditions as C
+from core import records
+from core.denoiser import Denoiser
+from core.errors import UsageError
+from core.guidance import Guidance, Guided, Term
+from core.pipeline import load_model
+from core.registry import get as get_modality
+from core.schedules import Schedule
+
+
+def variants(attributes: list[str], batch: int) -> dict[str, Guidance]:
+    """The guidance variants to time; compositions use single attributes, then the full condition, as terms."""
+    pool = [(a,) for a in attributes] + [None, None]
+    return {
+        "unguided": Guidance.cfg(0.0),  # w = 0: only the conditional branch is evaluated
+        "cfg_batched": Guidance.cfg(3.0),
+        "cfg_separate": Guidance.cfg(3.0, chunk=batch),  # one forward per branch
+        "compose_2": Guidance(terms=tuple(Term(1.0, pool[i]) for i in range(2))),
+        "compose_3": Guidance(terms=tuple(Term(1.0, pool[i]) for i in range(3))),
+    }
+
+
+@torch.no_grad()
+def measure(model: Denoiser, schedule: Schedule, batch: int, repeats: int, seed: int = 0) -> dict[str, float]:
+    """Median seconds per guided prediction for each variant."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn((batch, *model.sample_shape), generator=g)
+    t = torch.full((batch,), float(schedule.T // 2))
+    ab = schedule.at(t.long()).double()
+    full = C.all_choices(model.attributes)
+    cond = C.stack([full[i % len(full)] for i in range(batch)], model.attributes)
+    fns = {name: Guided(model, spec, cond, num_steps=schedule.T)
+           for name, spec in variants(list(model.attributes), batch).items()}
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for r in range(repeats + 2):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn(x, t, ab)
+            if r >= 2:  # the first rounds warm up allocators and kernels
+                times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(v) for name, v in times.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--modality", default="toy")
+    ap.add_argument("--preset", default="quick")
+    ap.add_argument("--checkpoint", type=Path)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--out", type=Path, default=Path("results/guidance_cost"))
+    args = ap.parse_args(argv)
+    try:
+        if args.batch < 1 or args.repeats < 1:
+            raise UsageError(f"--batch and --repeats must be >= 1, got {args.batch} and {args.repeats}")
+        modality = get_modality(args.modality)
+        if args.checkpoint is not None:
+            model, schedule, _ = load_model(args.checkpoint)
+            model_id = str(args.checkpoint)
+        else:
+            spec = modality.preset(args.preset)
+            splits = modality.load_dataset(None, args.preset, None, 0)
+            torch.manual_seed(0)
+            model = modality.build_model(spec.model, splits.train.attributes, splits.train.info).eval()
+            schedule, model_id = modality.schedule(spec), f"{args.modality}/{args.preset} (random weights)"
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    result = measure(model, schedule, args.batch, args.repeats)
+    base = result["unguided"]
+    params = sum(p.numel() for p in model.parameters())
+    print(f"{model_id}: {params:,} parameters, batch {args.batch}, {torch.get_num_threads()} threads")
+    print(f"{'variant':>14} {'ms/step':>10} {'x unguided':>11}")
+    rows = []
+    for name, sec in result.items():
+        print(f"{name:>14} {1000 * sec:10.2f} {sec / base:11.2f}")
+        rows.append({"modality": args.modality, "model": model_id, "parameters": params, "batch": args.batch,
+                     "variant": name, "seconds_per_step": sec, "ratio_to_unguided": sec / base,
+                     "threads": torch.get_num_threads(), "repeats": args.repeats})
+    records.write_jsonl(args.out / "guidance_cost.jsonl", rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
