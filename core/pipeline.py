@@ -11,7 +11,7 @@ import os
 import re
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,7 @@ class Context:
     reference: Tensor  # evaluator features of the real test set [N, D]
     reference_diversity: float
     model_id: str
+    train_config: dict[str, Any]  # the TrainConfig the model was trained with (p_uncond, steps, ...)
     train_stats: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -85,7 +86,10 @@ class Setting:
         extra = "" if g.rule == "cfg" else f"-{g.rule}"
         if g.interval != (0.0, 1.0):
             extra += f"-int{g.interval[0]:g}_{g.interval[1]:g}"
-        raw = f"{self.section}-{terms}{extra}-{self.sampler}{self.steps}-s{seed}"
+        if self.per_condition is not None:
+            extra += f"-n{self.per_condition}"
+        # the section is not part of the id: sections that need the same setting share its record
+        raw = f"{terms}{extra}-{self.sampler}{self.steps}-s{seed}"
         return re.sub(r"[^A-Za-z0-9_.+-]", "_", raw)
 
 
@@ -129,21 +133,21 @@ def prepare(
             raise ckpt.CheckpointError(
                 f"checkpoint attributes {model.attributes} do not match dataset {dataset!r}: {splits.train.attributes}"
             )
-        model_id, stats = str(checkpoint), {}
+        model_id, stats, train_config = str(checkpoint), {}, config["train"]
     else:
         tc = replace(spec.train, **dict(train_overrides or {}))
         model = modality.build_model(spec.model, splits.train.attributes, splits.train.info)
         schedule = modality.schedule(spec)
         meta = {"modality": modality.name, "dataset": dataset, "preset": preset, "data_info": splits.train.info}
         result = train(model, schedule, splits.train, tc, out=model_dir, meta=meta, progress=progress)
-        model, stats = result.ema, result.stats
-        model_id = f"{model_dir.name}@{result.step}"
+        model, stats, train_config = result.ema, result.stats, asdict(tc)
+        model_id = f"{model_dir.parent.name}/{model_dir.name}@{result.step}"
     evaluator = modality.evaluator(splits, preset, cache_dir())
     with torch.no_grad():
         reference = evaluator.features(splits.test.x).float()
     return Context(
         modality, dataset, preset, spec, splits, model, schedule, evaluator, reference,
-        reference_diversity(evaluator, splits.test.x, splits.test.cond), model_id, stats,
+        reference_diversity(evaluator, splits.test.x, splits.test.cond), model_id, train_config, stats,
     )
 
 
@@ -185,8 +189,10 @@ def run_setting(ctx: Context, setting: Setting, seed: int, out: Path, *, progres
         "sampler": setting.sampler, "steps": setting.steps, "nfe": gen.nfe, "seed": seed, "n": len(choices),
         "metrics": metrics, "wall_s": gen.wall_s, "samples_per_s": len(choices) / gen.wall_s,
         "section": setting.section, "setting": sid, "picture": f"samples/{sid}.png",
-        "extra": {"eval_s": eval_s, "confusion": confusion, "evaluator": ctx.evaluator.info,
-                  "reference_diversity": ctx.reference_diversity, "train": ctx.train_stats},
+        "extra": {
+            "eval_s": eval_s, "p_uncond": ctx.train_config.get("p_uncond"), "confusion": confusion,
+            "evaluator": ctx.evaluator.info, "reference_diversity": ctx.reference_diversity, "train": ctx.train_stats,
+        },
     }
     return records.append(out / "records.jsonl", record)
 
