@@ -1,0 +1,87 @@
+"""The image modality plug-in: the pixel U-Net, the ``shapes`` / ``digits`` / ``folder`` datasets, the CNN
+judge, PNG samples and grids, and the presets that size them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor
+
+from core.data import Splits
+from core.denoiser import Denoiser
+from core.judge import FitConfig, JudgeEvaluator
+from core.registry import Modality, Preset
+from core.trainer import TrainConfig
+from modalities.image.datasets import digits_dataset, folder_dataset
+from modalities.image.judge import image_evaluator
+from modalities.image.pictures import grid, write_pngs
+from modalities.image.shapes import shapes_dataset
+from modalities.image.unet import UNet
+
+
+def _train(**kw: Any) -> TrainConfig:
+    # p_uncond 0.1-0.2 is the paper's best range (Ho & Salimans 2021, Table 1); p_attr adds partial conditions.
+    return TrainConfig(**{"lr": 2e-3, "warmup": 100, "ema_decay": 0.999, "p_uncond": 0.15, "p_attr": 0.1, **kw})
+
+
+PRESETS = {
+    # seconds: a 8x8 U-Net that only has to run end to end
+    "smoke": Preset(
+        {"channels": 8, "mults": [1, 2], "res_blocks": 1, "attention": [4], "heads": 2},
+        _train(steps=30, batch_size=32, warmup=5),
+        sampler="ddim", steps=5, per_condition=2, batch=64,
+        data={"size": 8, "train_per_condition": 24, "test_per_condition": 6, "radius_px": [1.5, 3.0]},
+    ),
+    # minutes on 2 CPU cores: 16x16 shapes, the whole 12-weight sweep in under 10 minutes
+    "quick": Preset(
+        {"channels": 24, "mults": [1, 2, 4], "res_blocks": 1, "attention": [4], "heads": 4},
+        _train(steps=1200, batch_size=64),
+        sampler="dpmpp2m", steps=20, per_condition=8, batch=128,
+        data={"size": 16, "train_per_condition": 500, "test_per_condition": 100, "radius_px": [3.0, 5.5]},
+    ),
+    # GPU scale: CIFAR-sized ADM-like U-Net (Dhariwal & Nichol 2021, Table 1 ablation widths)
+    "full": Preset(
+        {"channels": 128, "mults": [1, 2, 2, 2], "res_blocks": 2, "attention": [16, 8], "heads": 4, "dropout": 0.1},
+        _train(steps=50000, batch_size=128, lr=2e-4, warmup=1000, ema_decay=0.9999),
+        sampler="ddim", steps=50, per_condition=64, batch=512,
+        data={"size": 32, "train_per_condition": 2000, "test_per_condition": 250, "radius_px": [6.0, 11.0]},
+    ),
+}
+
+JUDGE_FIT = {  # the evaluator CNN's training, per preset
+    "smoke": FitConfig(steps=40, batch_size=64, lr=3e-3),
+    "quick": FitConfig(steps=600, batch_size=128, lr=3e-3),
+    "full": FitConfig(steps=4000, batch_size=256, lr=2e-3),
+}
+
+
+class ImageModality(Modality):
+    name = "image"
+    default_dataset = "shapes"
+    extra_ws = (-3.0, -2.0)  # negative guidance: pushing away from the condition
+
+    def __init__(self) -> None:
+        self.datasets = {"shapes": shapes_dataset, "digits": digits_dataset, "folder": folder_dataset}
+        self.presets = dict(PRESETS)
+
+    def build_model(self, config: Mapping[str, Any], attributes: Mapping[str, list[str]],
+                    info: Mapping[str, Any]) -> Denoiser:
+        """A :class:`UNet` sized for the dataset's images (``info``), unless the config (a checkpoint's) fixes it."""
+        sized = {"size": info.get("size"), "in_channels": info.get("channels", 3), **config}
+        return UNet(attributes, **sized)
+
+    def evaluator(self, splits: Splits, preset: str, cache: Path) -> JudgeEvaluator:
+        return image_evaluator(splits, JUDGE_FIT[preset], cache)
+
+    def write_samples(self, samples: Tensor, labels: list[dict[str, str]], directory: Path,
+                      info: Mapping[str, Any]) -> list[str]:
+        return write_pngs(samples, labels, directory)
+
+    def draw(self, samples: Tensor, labels: list[dict[str, str]], path: Path, title: str,
+             info: Mapping[str, Any]) -> None:
+        grid(samples, labels, path, title)
+
+
+MODALITY = ImageModality()
