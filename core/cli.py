@@ -71,6 +71,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int)
     p.add_argument("--force", action="store_true", help="recompute settings already recorded in --out")
 
+    p = sub.add_parser("study", help="the cross-modality guidance study and its report")
+    p.add_argument("--preset", default="quick", choices=PRESETS)
+    p.add_argument("--modalities", default="toy,image,audio,text", help="comma-separated modality names")
+    p.add_argument("--seeds", type=int, default=3, help="sampling seeds per setting (mean and 95%% CI)")
+    p.add_argument("--out", type=Path, default=Path("results/study"))
+    p.add_argument("--force", action="store_true", help="retrain models and recompute settings found in --out")
+
     sub.add_parser("list", help="list modalities, their datasets and presets")
     return ap
 
@@ -122,6 +129,13 @@ def _run(args: argparse.Namespace) -> int:
                      steps=args.steps, force=args.force)
         print(table(recs))
         print(f"records: {args.out / 'records.jsonl'}  plots: {args.out / 'plots'}")
+        return 0
+    if args.command == "study":
+        from benchmarks.study import run_study
+
+        names = [m.strip() for m in args.modalities.split(",") if m.strip()]
+        report = run_study(args.out, preset=args.preset, modalities=names, seeds=args.seeds, force=args.force)
+        print(f"report: {report}  (and {report.with_suffix('.md')})")
         return 0
     raise AssertionError(args.command)
 

@@ -72,6 +72,7 @@ class Setting:
     steps: int
     section: str = "sweep"
     per_condition: int | None = None  # None: the preset's
+    keep: tuple[str, ...] | None = None  # requested attributes (others left null); None: all
 
     def __post_init__(self) -> None:
         samplers.get(self.sampler)
@@ -88,6 +89,8 @@ class Setting:
             extra += f"-int{g.interval[0]:g}_{g.interval[1]:g}"
         if self.per_condition is not None:
             extra += f"-n{self.per_condition}"
+        if self.keep is not None:
+            extra += f"-req_{'.'.join(self.keep)}"
         # the section is not part of the id: sections that need the same setting share its record
         raw = f"{terms}{extra}-{self.sampler}{self.steps}-s{seed}"
         return re.sub(r"[^A-Za-z0-9_.+-]", "_", raw)
@@ -151,15 +154,16 @@ def prepare(
     )
 
 
-def requests(attributes: Mapping[str, Sequence[str]], per_condition: int) -> list[dict[str, int]]:
-    """Every full condition, ``per_condition`` times each, grouped by condition."""
-    return [c for c in C.all_choices(attributes) for _ in range(per_condition)]
+def requests(attributes: Mapping[str, Sequence[str]], per_condition: int,
+             keep: Sequence[str] | None = None) -> list[dict[str, int]]:
+    """Every condition on the ``keep`` attributes (default all), ``per_condition`` times each, grouped."""
+    return [c for c in C.all_choices(attributes, keep) for _ in range(per_condition)]
 
 
 def run_setting(ctx: Context, setting: Setting, seed: int, out: Path, *, progress: bool = False) -> dict[str, Any]:
     """Generate, evaluate and write one setting; append and return its record."""
     per = setting.per_condition or ctx.preset.per_condition
-    choices = requests(ctx.attributes, per)
+    choices = requests(ctx.attributes, per, setting.keep)
     cond = C.stack(choices, ctx.attributes)
     gen = generate(ctx.model, ctx.schedule, cond, setting.guidance, sampler=setting.sampler, steps=setting.steps,
                    seed=seed, batch_size=ctx.preset.batch, bf16=ctx.preset.train.bf16, progress=progress)

@@ -1,0 +1,524 @@
+"""The study report: ``report.html`` (self-contained) and ``report.md``, built only from the study's records.
+
+Every number is a mean over sampling seeds with a 95% Student-t confidence interval; every paragraph is
+generated from those numbers. The document is a list of blocks rendered twice: HTML embeds pictures and audio
+as data URIs, Markdown links to the files.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from core import records  # noqa: E402
+from core.metrics import mean_ci, spearman  # noqa: E402
+
+Record = dict[str, Any]
+CORE_METRICS = {"adherence", "fd", "diversity", "diversity_rel", "precision", "recall", "density", "coverage"}
+
+
+# ----------------------------------------------------------------------------------------------- document model
+@dataclass
+class Block:
+    kind: str  # h1 h2 h3 p table img audio pre
+    text: str = ""
+    rows: list[list[str]] | None = None  # table: first row is the header
+    path: Path | None = None  # img / audio file
+
+
+def render_html(blocks: Sequence[Block], title: str) -> str:
+    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+             "<style>body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;"
+             "line-height:1.45}table{border-collapse:collapse;margin:.6em 0;font-size:.85em}"
+             "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}th{background:#f3f3f3}"
+             "td:first-child,th:first-child{text-align:left}img{max-width:100%;margin:.4em 0}"
+             "figure{display:inline-block;margin:.3em;vertical-align:top}figcaption{font-size:.8em;color:#555}"
+             "pre{background:#f6f6f6;padding:.5em;overflow:auto;font-size:.8em}</style></head><body>"]
+    for b in blocks:
+        if b.kind in ("h1", "h2", "h3", "p"):
+            parts.append(f"<{b.kind}>{html.escape(b.text)}</{b.kind}>")
+        elif b.kind == "pre":
+            parts.append(f"<pre>{html.escape(b.text)}</pre>")
+        elif b.kind == "table" and b.rows:
+            head = "".join(f"<th>{html.escape(c)}</th>" for c in b.rows[0])
+            body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in b.rows[1:])
+            parts.append(f"<table><tr>{head}</tr>{body}</table>")
+        elif b.kind == "img" and b.path is not None and b.path.exists():
+            data = base64.b64encode(b.path.read_bytes()).decode()
+            parts.append(f"<figure><img src='data:image/png;base64,{data}' alt='{html.escape(b.text)}'>"
+                         f"<figcaption>{html.escape(b.text)}</figcaption></figure>")
+        elif b.kind == "audio" and b.path is not None and b.path.exists():
+            data = base64.b64encode(b.path.read_bytes()).decode()
+            parts.append(f"<figure><audio controls src='data:audio/wav;base64,{data}'></audio>"
+                         f"<figcaption>{html.escape(b.text)}</figcaption></figure>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def render_md(blocks: Sequence[Block], root: Path) -> str:
+    lines = []
+    for b in blocks:
+        if b.kind in ("h1", "h2", "h3"):
+            lines += ["#" * int(b.kind[1]) + " " + b.text, ""]
+        elif b.kind == "p":
+            lines += [b.text, ""]
+        elif b.kind == "pre":
+            lines += ["```", b.text, "```", ""]
+        elif b.kind == "table" and b.rows:
+            lines.append("| " + " | ".join(b.rows[0]) + " |")
+            lines.append("|" + "---|" * len(b.rows[0]))
+            lines += ["| " + " | ".join(r) + " |" for r in b.rows[1:]]
+            lines.append("")
+        elif b.kind in ("img", "audio") and b.path is not None:
+            rel = b.path.relative_to(root).as_posix()
+            lines += [f"![{b.text}]({rel})" if b.kind == "img" else f"[{b.text}]({rel})", ""]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------- data access
+def fmt(mean: float, half: float | None = None, digits: int = 3) -> str:
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "-"
+    text = f"{mean:.{digits}g}"
+    return text if half is None or half == 0 or math.isnan(half) else f"{text} ± {half:.2g}"
+
+
+def value(r: Record, metric: str) -> float:
+    v = r["metrics"].get(metric)
+    return float("nan") if v is None else float(v)
+
+
+class Runs:
+    """The records of one run directory, grouped by setting id (without seed)."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self.by_setting: dict[str, list[Record]] = defaultdict(list)
+        for r in records.read(directory / "records.jsonl"):
+            self.by_setting[r["setting"].rsplit("-s", 1)[0]].append(r)
+        self.manifest = records.read(directory / "samples" / "manifest.jsonl")
+
+    def get(self, ids: Sequence[str]) -> list[list[Record]]:
+        """Seed groups for the ids that have records, in order."""
+        return [self.by_setting[i] for i in ids if self.by_setting.get(i)]
+
+    def stat(self, group: Sequence[Record], metric: str) -> tuple[float, float]:
+        return mean_ci([value(r, metric) for r in group])
+
+
+def cfg_w(group: Sequence[Record]) -> float | None:
+    """The w of a plain single-term CFG setting on the full requested condition, else None."""
+    terms = group[0]["terms"]
+    return float(terms[0]["w"]) if len(terms) == 1 and terms[0]["attributes"] is None else None
+
+
+# ----------------------------------------------------------------------------------------------- figures
+def _save(fig: Any, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _errorbars(ax: Any, xs: Sequence[float], stats: Sequence[tuple[float, float]], **kw: Any) -> None:
+    ax.errorbar(xs, [m for m, _ in stats], yerr=[h for _, h in stats], marker="o", capsize=3, ms=3, **kw)
+
+
+def metric_panels(series: dict[str, list[tuple[float, list[Record]]]], metrics: Sequence[str], xlabel: str,
+                  path: Path, title: str, runs: Runs | None = None, hline: dict[str, float] | None = None) -> Path:
+    """One panel per metric; one line per series of (x, seed group)."""
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.3), squeeze=False)
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        for label, points in series.items():
+            pts = sorted(points, key=lambda p: p[0])
+            _errorbars(ax, [x for x, _ in pts], [mean_ci([value(r, metric) for r in g]) for _, g in pts],
+                       label=label)
+        if hline and metric in hline and not math.isnan(hline[metric]):
+            ax.axhline(hline[metric], color="grey", ls="--", lw=0.8, label="unconditional (w=-1)")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(metric)
+        ax.legend(fontsize=6)
+    fig.suptitle(title, fontsize=9)
+    return _save(fig, path)
+
+
+def heatmap(matrix: np.ndarray, rows: Sequence[str], cols: Sequence[str], path: Path, title: str,
+            xlabel: str, ylabel: str, fmt_cell: Callable[[float], str] = lambda v: f"{v:.2f}") -> Path:
+    fig, ax = plt.subplots(figsize=(0.55 * len(cols) + 2.2, 0.45 * len(rows) + 1.6))
+    ax.imshow(matrix, cmap="viridis", aspect="auto")
+    ax.set_xticks(range(len(cols)), cols, rotation=45, ha="right", fontsize=7)
+    ax.set_yticks(range(len(rows)), rows, fontsize=7)
+    lo, hi = float(np.nanmin(matrix)), float(np.nanmax(matrix))
+    for i in range(len(rows)):
+        for j in range(len(cols)):
+            v = matrix[i, j]
+            ax.text(j, i, fmt_cell(v), ha="center", va="center", fontsize=6,
+                    color="white" if v < (lo + hi) / 2 else "black")
+    ax.set_xlabel(xlabel, fontsize=8)
+    ax.set_ylabel(ylabel, fontsize=8)
+    ax.set_title(title, fontsize=8)
+    return _save(fig, path)
+
+
+# ----------------------------------------------------------------------------------------------- sections
+class Report:
+    def __init__(self, out: Path):
+        self.out = out
+        self.study = json.loads((out / "study.json").read_text())
+        self.mods: dict[str, dict[str, Any]] = self.study["modalities"]
+        self.runs = {m: Runs(out / m) for m in self.mods}
+        self.plots = out / "plots"
+        self.blocks: list[Block] = []
+
+    # helpers -----------------------------------------------------------------------------------------------
+    def add(self, kind: str, text: str = "", **kw: Any) -> None:
+        self.blocks.append(Block(kind, text, **kw))
+
+    def section(self, m: str, name: str) -> list[list[Record]]:
+        return self.runs[m].get(self.mods[m]["sections"].get(name, []))
+
+    def sweep(self, m: str) -> dict[float, list[Record]]:
+        return {cfg_w(g): g for g in self.section(m, "sweep") if cfg_w(g) is not None}
+
+    def picture(self, m: str, group: Sequence[Record], caption: str) -> None:
+        first = sorted(group, key=lambda r: r["seed"])[0]
+        self.add("img", f"{m}: {caption} (seed {first['seed']})", path=self.out / m / first["picture"])
+
+    def media(self, m: str, group: Sequence[Record], caption: str, k: int = 4) -> None:
+        """Audio players or sentence tables for a few samples of a setting, where the modality has them."""
+        sid = sorted(group, key=lambda r: r["seed"])[0]["setting"]
+        lines = [e for e in self.runs[m].manifest if e.get("setting") == sid]
+        seen, picked = set(), []
+        for e in lines:  # one sample per condition first, for variety
+            key = json.dumps(e["condition"], sort_keys=True)
+            if key not in seen:
+                seen.add(key)
+                picked.append(e)
+        wavs = [e for e in picked if e["path"].endswith(".wav")][:k]
+        for e in wavs:
+            cond = ", ".join(f"{a}={v}" for a, v in e["condition"].items())
+            self.add("audio", f"{caption}: {cond}", path=self.out / m / "samples" / e["path"])
+        texts = [e for e in picked if "text" in e][: 2 * k]
+        if texts:
+            rows = [["condition", "generated text"]]
+            rows += [[", ".join(f"{a}={v}" for a, v in e["condition"].items()), e["text"]] for e in texts]
+            self.add("p", f"{m}, {caption}:")
+            self.add("table", rows=rows)
+
+    # sections ----------------------------------------------------------------------------------------------
+    def header(self) -> None:
+        s = self.study
+        total = sum(r["seconds"] for r in s["runs"])
+        last = s["runs"][-1] if s["runs"] else {"seconds": 0, "settings_computed": 0}
+        self.add("h1", "crossguide: classifier-free guidance across data types")
+        self.add("p", f"Preset {s['preset']}, {s['seeds']} sampling seed(s) per setting, modalities: "
+                      f"{', '.join(self.mods)}. Time: {last['seconds'] / 60:.1f} min for the latest run "
+                      f"({last['settings_computed']} settings computed), {total / 60:.1f} min over "
+                      f"{len(s['runs'])} run(s). Numbers are means over seeds with 95% confidence intervals; w is "
+                      "the paper's weight: w = 0 is the conditional model, w = -1 the unconditional one.")
+        self.add("table", rows=[["package", "version"], *[[k, str(v)] for k, v in s["versions"].items()]])
+        rows = [["modality", "dataset", "model", "attributes", "judge held-out accuracy", "sampler", "train time"]]
+        for m, e in self.mods.items():
+            acc = e.get("evaluator", {}).get("held_out_accuracy", e.get("evaluator", {}).get("judge", "-"))
+            acc = ", ".join(f"{k} {v:.3f}" for k, v in acc.items()) if isinstance(acc, dict) else str(acc)
+            rows.append([m, e.get("dataset", "-"), e.get("model", "-"),
+                         "; ".join(f"{a} ({len(v)})" for a, v in e.get("attributes", {}).items()), acc,
+                         f"{e.get('sampler')} {e.get('steps')} steps",
+                         f"{e.get('train_stats', {}).get('wall_s', float('nan')) / 60:.1f} min"])
+        self.add("table", rows=rows)
+
+    def summary(self) -> None:
+        self.add("h2", "Summary")
+        rows = [["modality", "adherence at w=0", "best adherence (w)", "best-FD w", "FD at w=4 / best FD",
+                 "diversity drop w=0 to 4", "samples/s (w=0)"]]
+        for m in self.mods:
+            sw = self.sweep(m)
+            if 0.0 not in sw:
+                continue
+            run = self.runs[m]
+            adh = {w: run.stat(g, "adherence") for w, g in sw.items() if w >= 0}
+            fd = {w: run.stat(g, "fd")[0] for w, g in sw.items()}
+            best_a = max(adh, key=lambda w: adh[w][0])
+            best_fd = min(fd, key=fd.get)
+            div0, div4 = run.stat(sw[0.0], "diversity")[0], run.stat(sw.get(4.0, sw[0.0]), "diversity")[0]
+            rows.append([m, fmt(*adh[0.0]), f"{fmt(*adh[best_a])} ({best_a:g})", f"{best_fd:g}",
+                         fmt(fd.get(4.0, float("nan")) / fd[best_fd]), f"{100 * (1 - div4 / div0):.0f}%",
+                         fmt(float(np.mean([r["samples_per_s"] for r in sw[0.0]])))])
+        self.add("table", rows=rows)
+
+    def sweep_section(self) -> None:
+        self.add("h2", "1. Guidance sweep")
+        norm: dict[str, list[tuple[float, float, float, float]]] = {}
+        for m in self.mods:
+            sw = self.sweep(m)
+            if not sw:
+                continue
+            run = self.runs[m]
+            extras = sorted({k for g in sw.values() for k in g[0]["metrics"]} - CORE_METRICS)
+            extras = [k for k in extras if not k.startswith("adherence/")][:4]
+            series = {m: list(sw.items())}
+            self.add("h3", f"{m} ({self.mods[m].get('dataset')})")
+            self.add("img", f"{m}: metrics against w",
+                     path=metric_panels(series, ["adherence", "fd", "diversity_rel"], "w",
+                                        self.plots / f"sweep_{m}.png", f"{m}: guidance sweep"))
+            self.add("img", f"{m}: FD against adherence (labels: w)", path=self.tradeoff(m, sw))
+            if extras:
+                self.add("img", f"{m}: modality metrics against w",
+                         path=metric_panels(series, extras, "w", self.plots / f"sweep_{m}_extra.png",
+                                            f"{m}: modality-specific metrics"))
+            attrs = sorted({k for g in sw.values() for k in g[0]["metrics"] if k.startswith("adherence/")})
+            cols = ["adherence", *attrs, "fd", "diversity_rel", "precision", "recall", *extras]
+            rows = [["w", *cols]] + [[f"{w:g}", *[fmt(*run.stat(g, c)) for c in cols]] for w, g in sorted(sw.items())]
+            self.add("table", rows=rows)
+            self.add("p", self.sweep_text(m, sw))
+            for w in (0.0, 1.0, 4.0):
+                if w in sw:
+                    self.picture(m, sw[w], f"w = {w:g}")
+            for w in (0.0, 4.0):
+                if w in sw:
+                    self.media(m, sw[w], f"w = {w:g}")
+            if 0.0 in sw:
+                a0, f0, d0 = (run.stat(sw[0.0], k)[0] for k in ("adherence", "fd", "diversity"))
+                norm[m] = [(w, run.stat(g, "adherence")[0], run.stat(g, "fd")[0] / f0, run.stat(g, "diversity")[0] / d0)
+                           for w, g in sorted(sw.items())]
+        if norm:
+            self.add("h3", "All modalities, normalised")
+            fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+            for m, pts in norm.items():
+                ws = [p[0] for p in pts]
+                for ax, i in zip(axes, (1, 2, 3), strict=True):
+                    ax.plot(ws, [p[i] for p in pts], marker="o", ms=3, label=m)
+            for ax, label in zip(axes, ("joint adherence", "FD / FD(w=0)", "diversity / diversity(w=0)"),
+                                 strict=True):
+                ax.set_xlabel("w")
+                ax.set_ylabel(label)
+                ax.axvline(0, color="grey", lw=0.5, ls=":")
+                ax.legend(fontsize=7)
+            axes[1].set_yscale("log")
+            self.add("img", "all modalities on one scale",
+                     path=_save(fig, self.plots / "sweep_all_modalities.png"))
+            self.add("p", self.cross_text(norm))
+
+    def tradeoff(self, m: str, sw: dict[float, list[Record]]) -> Path:
+        run = self.runs[m]
+        pts = [(w, run.stat(g, "adherence")[0], run.stat(g, "fd")[0]) for w, g in sorted(sw.items())]
+        fig, ax = plt.subplots(figsize=(4.2, 3.3))
+        ax.plot([p[1] for p in pts], [p[2] for p in pts], marker="o", ms=3)
+        for w, a, f in pts:
+            ax.annotate(f"{w:g}", (a, f), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.set_xlabel("joint adherence")
+        ax.set_ylabel("FD")
+        ax.set_title(f"{m}: fidelity vs adherence", fontsize=9)
+        return _save(fig, self.plots / f"tradeoff_{m}.png")
+
+    def sweep_text(self, m: str, sw: dict[float, list[Record]]) -> str:
+        run = self.runs[m]
+        grid = sorted(w for w in sw if 0 <= w <= 4)
+        if not grid:
+            return ""
+        adh = [run.stat(sw[w], "adherence")[0] for w in grid]
+        fd = {w: run.stat(g, "fd")[0] for w, g in sw.items()}
+        div = [run.stat(sw[w], "diversity")[0] for w in grid]
+        best_fd = min(fd, key=fd.get)
+        best_a = grid[int(np.argmax(adh))]
+        rho_a, rho_d = spearman(grid, adh), spearman(grid, div)
+        parts = [f"{m}: joint adherence goes from {adh[0]:.3f} at w = {grid[0]:g} to {max(adh):.3f} at w = "
+                 f"{best_a:g} (Spearman {rho_a:+.2f} over w in [{grid[0]:g}, {grid[-1]:g}])."]
+        parts.append(f"FD is lowest at w = {best_fd:g} ({fd[best_fd]:.3g}) and is {fd[grid[-1]]:.3g} at w = "
+                     f"{grid[-1]:g}, {fd[grid[-1]] / fd[best_fd]:.1f} times the best.")
+        parts.append(f"Within-condition diversity {'falls' if div[-1] < div[0] else 'does not fall'}: "
+                     f"{div[0]:.3g} at w = {grid[0]:g}, {div[-1]:.3g} at w = {grid[-1]:g} (Spearman {rho_d:+.2f}).")
+        if -1.0 in sw:
+            uncond = run.stat(sw[-1.0], "adherence")[0]
+            parts.append(f"The unconditional model (w = -1) has joint adherence {uncond:.3f}.")
+        return " ".join(parts)
+
+    def cross_text(self, norm: dict[str, list[tuple[float, float, float, float]]]) -> str:
+        trade = []
+        for m, pts in norm.items():
+            top = [p for p in pts if p[0] == max(q[0] for q in pts)][0]
+            base = [p for p in pts if p[0] == 0.0][0]
+            trade.append((m, top[1] - base[1], top[2], top[3]))
+        both = [m for m, da, fr, dr in trade if da > 0 and fr > 1 and dr < 1]
+        text = "; ".join(f"{m}: adherence {da:+.3f}, FD x{fr:.2f}, diversity x{dr:.2f}" for m, da, fr, dr in trade)
+        return (f"From w = 0 to the largest w: {text}. Guidance trades diversity and fidelity for adherence in "
+                f"{len(both)} of {len(trade)} modalities ({', '.join(both) or 'none'}).")
+
+    def steps_section(self) -> None:
+        self.add("h2", "2. Sampling steps")
+        for m in self.mods:
+            groups = self.section(m, "steps")
+            if not groups:
+                continue
+            series: dict[str, list[tuple[float, list[Record]]]] = defaultdict(list)
+            for g in groups:
+                series[f"{g[0]['sampler']}, w={cfg_w(g):g}"].append((g[0]["steps"], g))
+            self.add("h3", m)
+            self.add("img", f"{m}: metrics against sampling steps",
+                     path=metric_panels(series, ["adherence", "fd", "diversity_rel"], "steps",
+                                        self.plots / f"steps_{m}.png", f"{m}: sampling steps"))
+            run = self.runs[m]
+            rows = [["sampler, w", *[f"{n} steps: adherence / FD" for n in sorted({p[0] for s in series.values()
+                                                                                   for p in s})]]]
+            texts = []
+            for label, pts in series.items():
+                pts = sorted(pts, key=lambda p: p[0])
+                rows.append([label, *[f"{fmt(*run.stat(g, 'adherence'))} / {fmt(run.stat(g, 'fd')[0])}"
+                                      for _, g in pts]])
+                fds = [run.stat(g, "fd")[0] for _, g in pts]
+                ok = [n for (n, _), f in zip(pts, fds, strict=True) if f <= 1.1 * fds[-1]]
+                texts.append(f"{label}: FD {fds[0]:.3g} at {pts[0][0]} steps, {fds[-1]:.3g} at {pts[-1][0]}; "
+                             f"within 10% of the latter from {ok[0]} steps")
+            self.add("table", rows=rows)
+            self.add("p", f"{m}: " + "; ".join(texts) + ".")
+
+    def negative_section(self) -> None:
+        self.add("h2", "3. Negative guidance (w < -1)")
+        for m in self.mods:
+            groups = {cfg_w(g): g for g in self.section(m, "negative")}
+            if -1.0 not in groups:
+                continue
+            run = self.runs[m]
+            attrs = self.mods[m].get("attributes", {})
+            chance = float(np.prod([1 / len(v) for v in attrs.values()])) if attrs else float("nan")
+            self.add("h3", m)
+            self.add("img", f"{m}: adherence against negative w",
+                     path=metric_panels({m: list(groups.items())}, ["adherence", "fd"], "w",
+                                        self.plots / f"negative_{m}.png", f"{m}: negative guidance",
+                                        hline={"adherence": run.stat(groups[-1.0], "adherence")[0]}))
+            worst = min(groups)
+            rows = [["w", "adherence", *[f"adherence/{a}" for a in attrs], "fd"]]
+            rows += [[f"{w:g}", fmt(*run.stat(g, "adherence")), *[fmt(*run.stat(g, f"adherence/{a}")) for a in attrs],
+                      fmt(*run.stat(g, "fd"))] for w, g in sorted(groups.items())]
+            self.add("table", rows=rows)
+            u, low = run.stat(groups[-1.0], "adherence"), run.stat(groups[worst], "adherence")
+            below = low[0] + low[1] < u[0] - u[1]
+            opposite = []
+            for a, names in attrs.items():
+                conf = np.sum([np.array(r["extra"]["confusion"][a]) for r in groups[worst]], axis=0).astype(float)
+                self.add("img", f"{m}: requested vs judged {a} at w = {worst:g}",
+                         path=heatmap(conf / conf.sum(1, keepdims=True).clip(min=1), names, names,
+                                      self.plots / f"confusion_{m}_{a}.png", f"{m}, w = {worst:g}: {a}",
+                                      "judged", "requested"))
+                share = (conf / conf.sum(1, keepdims=True).clip(min=1))
+                np.fill_diagonal(share, np.nan)
+                top = np.nanmax(share, axis=1)
+                opposite.append(f"{a}: the most frequent wrong value takes {np.nanmean(top):.0%} of samples on "
+                                f"average (uniform over the other values would be {1 / max(1, len(names) - 1):.0%})")
+            self.add("p", f"{m}: at w = {worst:g} joint adherence is {fmt(*low)} against {fmt(*u)} for the "
+                          f"unconditional model and {chance:.3f} for chance; it is "
+                          f"{'significantly below' if below else 'not significantly below'} the unconditional "
+                          f"rate. " + "; ".join(opposite) + ".")
+            self.picture(m, groups[worst], f"w = {worst:g}")
+            self.media(m, groups[worst], f"w = {worst:g}", k=2)
+
+    def mixing_section(self) -> None:
+        self.add("h2", "4. Mixing several conditions")
+        for m in self.mods:
+            groups = self.section(m, "mixing")
+            if not groups:
+                continue
+            run = self.runs[m]
+            comp: dict[tuple[float, float], list[Record]] = {}
+            both: dict[float, list[Record]] = {}
+            single: dict[tuple[str, float], list[Record]] = {}
+            for g in groups:
+                terms = g[0]["terms"]
+                if len(terms) == 2:
+                    comp[(terms[0]["w"], terms[1]["w"])] = g
+                elif terms[0]["attributes"] is None:
+                    both[terms[0]["w"]] = g
+                else:
+                    single[(terms[0]["attributes"][0], terms[0]["w"])] = g
+            if not comp:
+                continue
+            a, b = (t["attributes"][0] for t in next(iter(comp.values()))[0]["terms"])
+            w1s, w2s = sorted({k[0] for k in comp}), sorted({k[1] for k in comp})
+            grid = np.array([[run.stat(comp[(x, y)], "adherence")[0] for y in w2s] for x in w1s])
+            self.add("h3", m)
+            self.add("img", f"{m}: joint adherence of composed guidance",
+                     path=heatmap(grid, [f"{x:g}" for x in w1s], [f"{y:g}" for y in w2s],
+                                  self.plots / f"mixing_{m}.png", f"{m}: joint adherence ({a}, {b})",
+                                  f"w on {b}", f"w on {a}"))
+            rows = [["guidance", *[f"w={w:g}" for w in sorted(both)]]]
+            rows.append([f"both at once (one condition {a}+{b})", *[fmt(*run.stat(both[w], "adherence"))
+                                                                    for w in sorted(both)]])
+            rows.append([f"composed, equal weights on {a} and {b}",
+                         *[fmt(*run.stat(comp[(w, w)], "adherence")) if (w, w) in comp else "-" for w in sorted(both)]])
+            for attr in (a, b):
+                rows.append([f"{attr} only", *[fmt(*run.stat(single[(attr, w)], "adherence"))
+                                               if (attr, w) in single else "-" for w in sorted(both)]])
+            self.add("table", rows=rows)
+            best = max(comp, key=lambda k: run.stat(comp[k], "adherence")[0])
+            best_both = max(both, key=lambda k: run.stat(both[k], "adherence")[0])
+            self.add("p", f"{m}: the best composition (w on {a} = {best[0]:g}, on {b} = {best[1]:g}) reaches joint "
+                          f"adherence {fmt(*run.stat(comp[best], 'adherence'))}; conditioning on both at once "
+                          f"reaches {fmt(*run.stat(both[best_both], 'adherence'))} at w = {best_both:g}. Guiding "
+                          f"one attribute alone leaves the other at its unconditional rate, so its joint adherence "
+                          f"stays at most {max(run.stat(g, 'adherence')[0] for g in single.values()):.3f}.")
+            self.picture(m, comp[best], f"composition w = ({best[0]:g}, {best[1]:g})")
+
+    def p_uncond_section(self) -> None:
+        self.add("h2", "5. Unconditional-dropout rate p_uncond")
+        for m, e in self.mods.items():
+            ablation = e.get("p_uncond", {})
+            if len(ablation) < 2:
+                continue
+            series = {}
+            for p, info in sorted(ablation.items(), key=lambda kv: float(kv[0])):
+                groups = Runs(self.out / info["dir"]).get(info["settings"])
+                series[f"p_uncond={p}"] = [(cfg_w(g), g) for g in groups]
+            self.add("h3", m)
+            self.add("img", f"{m}: metrics against w per p_uncond",
+                     path=metric_panels(series, ["adherence", "fd", "diversity_rel"], "w",
+                                        self.plots / f"p_uncond_{m}.png", f"{m}: p_uncond ablation"))
+            ws = sorted({w for pts in series.values() for w, _ in pts})
+            rows = [["p_uncond", *[f"w={w:g}: adherence / FD" for w in ws]]]
+            for label, pts in series.items():
+                d = dict(pts)
+                rows.append([label, *[f"{fmt(*mean_ci([value(r, 'adherence') for r in d[w]]))} / "
+                                      f"{fmt(mean_ci([value(r, 'fd') for r in d[w]])[0])}" if w in d else "-"
+                                      for w in ws]])
+            self.add("table", rows=rows)
+            best_fd = {label: min(mean_ci([value(r, "fd") for r in g])[0] for _, g in pts)
+                       for label, pts in series.items()}
+            top_w = max(ws)
+            adh = {label: mean_ci([value(r, "adherence") for r in dict(pts)[top_w]])[0] for label, pts in series.items()
+                   if top_w in dict(pts)}
+            self.add("p", f"{m}: best FD over w per model: "
+                          + ", ".join(f"{k} {v:.3g}" for k, v in best_fd.items())
+                          + f"; joint adherence at w = {top_w:g}: "
+                          + ", ".join(f"{k} {v:.3f}" for k, v in adh.items()) + ".")
+
+    def build(self) -> list[Block]:
+        self.header()
+        self.summary()
+        self.sweep_section()
+        self.steps_section()
+        self.negative_section()
+        self.mixing_section()
+        self.p_uncond_section()
+        return self.blocks
+
+
+def write_report(out: Path) -> Path:
+    """Write ``out/report.html`` and ``out/report.md`` from ``out/study.json`` and the records."""
+    blocks = Report(out).build()
+    (out / "report.md").write_text(render_md(blocks, out))
+    path = out / "report.html"
+    path.write_text(render_html(blocks, "crossguide study report"))
+    return path

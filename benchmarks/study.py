@@ -1,0 +1,220 @@
+"""The cross-modality guidance study: one command, every modality, one report.
+
+``crossguide study [--preset smoke|quick|full] [--modalities toy,image,audio,text] [--seeds 3] [--out DIR]``
+(also ``python -m benchmarks.study``). For each modality, on its default dataset, it trains (or reuses) a model
+and runs five sections through the same core code path (:func:`core.pipeline.run_settings`):
+
+1. ``sweep``: the paper's grid of w (Ho & Salimans 2021, Table 1) plus w = -1;
+2. ``steps``: a few step counts at two values of w for two samplers;
+3. ``negative``: weights below -1, read against the unconditional rate (w = -1) and chance;
+4. ``mixing``: two attributes composed with a grid of weights (Liu et al. 2022), against conditioning on both
+   at once and against single-attribute guidance;
+5. ``p_uncond``: models trained with other unconditional-dropout rates (the paper tried 0.1, 0.2, 0.5).
+
+Every setting runs once per sampling seed; the report gives means with 95% confidence intervals. Rerunning with
+the same ``--out`` reuses finished models and settings; ``--force`` recomputes them.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from core.errors import UsageError
+from core.guidance import Guidance, Term
+from core.pipeline import Setting, prepare, run_settings
+from core.progress import bar
+from core.registry import PRESETS, Preset
+from core.registry import get as get_modality
+
+SECTIONS = ("sweep", "steps", "negative", "mixing", "p_uncond")
+MODALITIES = ("toy", "image", "audio", "text")
+PAPER_GRID = (0.0, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 3.0, 4.0)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What each section runs, per preset."""
+
+    sweep_ws: tuple[float, ...]
+    step_counts: tuple[int, ...]
+    step_ws: tuple[float, ...]
+    step_samplers: tuple[str, ...]
+    negative_ws: tuple[float, ...]
+    mix_ws: tuple[float, ...]
+    p_unconds: tuple[float, ...]
+    p_uncond_modalities: tuple[str, ...] | None  # None: every modality
+    p_uncond_ws: tuple[float, ...]
+    per_condition_scale: float  # samples per condition, as a fraction of the preset's bench setting
+
+
+PLANS = {
+    "smoke": Plan(sweep_ws=(-1.0, 0.0, 2.0), step_counts=(4, 8), step_ws=(2.0,), step_samplers=("ddim", "dpmpp2m"),
+                  negative_ws=(-3.0,), mix_ws=(0.0, 2.0), p_unconds=(0.1, 0.5), p_uncond_modalities=("toy",),
+                  p_uncond_ws=(0.0, 2.0), per_condition_scale=0.25),
+    "quick": Plan(sweep_ws=(-1.0, *PAPER_GRID), step_counts=(10, 25, 50, 100), step_ws=(0.0, 3.0),
+                  step_samplers=("ddim", "dpmpp2m"), negative_ws=(-1.5, -2.0, -3.0, -5.0), mix_ws=(0.0, 1.0, 3.0),
+                  p_unconds=(0.1, 0.2, 0.5), p_uncond_modalities=("toy", "image"), p_uncond_ws=(0.0, 1.0, 3.0),
+                  per_condition_scale=0.5),
+    "full": Plan(sweep_ws=(-1.0, *PAPER_GRID), step_counts=(10, 25, 50, 100, 250), step_ws=(0.0, 3.0),
+                 step_samplers=("ddim", "dpmpp2m"), negative_ws=(-1.5, -2.0, -3.0, -5.0),
+                 mix_ws=(0.0, 0.5, 1.0, 2.0, 3.0), p_unconds=(0.1, 0.2, 0.5), p_uncond_modalities=None,
+                 p_uncond_ws=(-1.0, 0.0, 0.5, 1.0, 2.0, 3.0, 4.0), per_condition_scale=1.0),
+}
+
+
+def section_settings(plan: Plan, spec: Preset, attributes: Sequence[str]) -> dict[str, list[Setting]]:
+    """The settings of sections 1-4 for one model (section 5 reuses the sweep shape on other models)."""
+    per = max(1, round(spec.per_condition * plan.per_condition_scale))
+    main = {"sampler": spec.sampler, "steps": spec.steps, "per_condition": per}
+    out = {
+        "sweep": [Setting(Guidance.cfg(w), section="sweep", **main) for w in plan.sweep_ws],
+        "steps": [Setting(Guidance.cfg(w), s, n, section="steps", per_condition=per)
+                  for s in plan.step_samplers for w in plan.step_ws for n in plan.step_counts],
+        "negative": [Setting(Guidance.cfg(w), section="negative", **main)
+                     for w in sorted({-1.0, 0.0, *plan.negative_ws})],
+        "mixing": [],
+    }
+    if len(attributes) >= 2:
+        a, b = attributes[0], attributes[1]
+        keep = None if len(attributes) == 2 else (a, b)
+        mix = {**main, "section": "mixing", "keep": keep}
+        out["mixing"] = (
+            [Setting(Guidance(terms=(Term(w1, (a,)), Term(w2, (b,)))), **mix) for w1 in plan.mix_ws
+             for w2 in plan.mix_ws]
+            + [Setting(Guidance.cfg(w), **mix) for w in plan.mix_ws]  # both attributes in one condition
+            + [Setting(Guidance(terms=(Term(w, (attr,)),)), **mix) for attr in (a, b) for w in plan.mix_ws]
+        )
+    return out
+
+
+def ablation_settings(plan: Plan, spec: Preset) -> list[Setting]:
+    per = max(1, round(spec.per_condition * plan.per_condition_scale))
+    return [Setting(Guidance.cfg(w), spec.sampler, spec.steps, section="p_uncond", per_condition=per)
+            for w in plan.p_uncond_ws]
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version(), "platform": platform.platform()}
+    for pkg in ("crossguide", "torch", "torchaudio", "transformers", "tokenizers", "librosa", "numpy", "scipy",
+                "scikit-learn", "matplotlib"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def _ids(settings: Sequence[Setting]) -> list[str]:
+    """Setting ids without the seed suffix."""
+    return [s.id(0).rsplit("-s", 1)[0] for s in settings]
+
+
+def run_study(
+    out: Path,
+    *,
+    preset: str = "quick",
+    modalities: Sequence[str] = MODALITIES,
+    seeds: int = 3,
+    force: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Run (or resume) the study into ``out`` and write ``report.html`` and ``report.md``; returns the HTML path."""
+    if preset not in PLANS:
+        raise UsageError(f"unknown preset {preset!r}; valid: {', '.join(PRESETS)}")
+    if seeds < 1:
+        raise UsageError(f"--seeds must be >= 1, got {seeds}")
+    mods = [get_modality(m) for m in modalities]  # unknown names fail before any work
+    plan, seed_list = PLANS[preset], list(range(seeds))
+    out.mkdir(parents=True, exist_ok=True)
+    meta_path = out / "study.json"
+    meta: dict[str, Any] = json.loads(meta_path.read_text()) if meta_path.exists() and not force else {}
+    started = time.time()
+
+    def model_runs(name: str, spec: Preset) -> list[tuple[float | None, Path]]:
+        """(p_uncond override, or None for the main model; run directory) for one modality."""
+        runs: list[tuple[float | None, Path]] = [(None, out / name)]
+        if plan.p_uncond_modalities is None or name in plan.p_uncond_modalities:
+            runs += [(p, out / name / f"p_uncond_{p:g}") for p in plan.p_unconds if p != spec.train.p_uncond]
+        return runs
+
+    def sections_of(name: str, spec: Preset, attrs: Sequence[str], main: bool) -> dict[str, list[Setting]]:
+        ablated = len(model_runs(name, spec)) > 1
+        sections = section_settings(plan, spec, attrs) if main else {}
+        return {**sections, "p_uncond": ablation_settings(plan, spec)} if ablated or not main else sections
+
+    # attribute names are known once a dataset is loaded; two stand-ins give the right count for the estimate
+    total = len(seed_list) * sum(
+        len(s) for m in mods for p, _ in model_runs(m.name, m.preset(preset))
+        for s in sections_of(m.name, m.preset(preset), ["a", "b"], p is None).values()
+    )
+    study = {"preset": preset, "seeds": seeds, "plan": asdict(plan), "versions": versions(),
+             "modalities": meta.get("modalities", {}), "runs": meta.get("runs", [])}
+    pbar = bar(total=total, desc="study", enabled=progress, unit="setting")
+    computed = 0
+    try:
+        for m in mods:
+            spec = m.preset(preset)
+            entry: dict[str, Any] = {"sections": {}, "p_uncond": {}, "sampler": spec.sampler, "steps": spec.steps}
+            for p, run_dir in model_runs(m.name, spec):
+                if force:
+                    shutil.rmtree(run_dir / "model", ignore_errors=True)
+                pbar.set_description(f"{m.name}: train" + ("" if p is None else f" p_uncond={p:g}"))
+                ctx = prepare(m.name, preset=preset, model_dir=run_dir / "model", seed=0, progress=progress,
+                              train_overrides=None if p is None else {"p_uncond": p})
+                sections = sections_of(m.name, spec, list(ctx.attributes), p is None)
+                if p is None:
+                    entry.update(dataset=ctx.dataset, model=ctx.model_id, attributes=ctx.attributes,
+                                 evaluator=ctx.evaluator.info, train_stats=ctx.train_stats,
+                                 p_uncond_main=ctx.train_config["p_uncond"])
+                    entry["sections"] = {name: _ids(settings) for name, settings in sections.items()}
+                if "p_uncond" in sections:
+                    entry["p_uncond"][f"{ctx.train_config['p_uncond']:g}"] = {
+                        "dir": run_dir.relative_to(out).as_posix(), "settings": _ids(sections["p_uncond"])}
+                for section, settings in sections.items():
+                    pbar.set_description(f"{m.name}: {section}")
+                    before = _count(run_dir)
+                    run_settings(ctx, settings, seed_list, run_dir, force=force, progress=False,
+                                 on_done=lambda *_: pbar.update(1))
+                    computed += _count(run_dir) - before
+                del ctx
+            study["modalities"][m.name] = entry
+            _write_json(meta_path, study)
+    finally:
+        pbar.close()
+        study["runs"] = [*study["runs"], {"started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
+                                          "seconds": time.time() - started, "settings_computed": computed,
+                                          "modalities": [m.name for m in mods]}]
+        _write_json(meta_path, study)
+    from benchmarks.report import write_report
+
+    return write_report(out)
+
+
+def _count(run_dir: Path) -> int:
+    path = run_dir / "records.jsonl"
+    return sum(1 for _ in open(path)) if path.exists() else 0
+
+
+def _write_json(path: Path, value: Any) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(value, indent=2, sort_keys=True, default=str))
+    tmp.replace(path)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from core.cli import main as cli_main
+
+    return cli_main(["study", *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

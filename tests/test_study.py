@@ -1,0 +1,83 @@
+"""The cross-modality study: end to end on the smoke preset, a valid report, and exact resumption."""
+
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from benchmarks import study as study_module
+from core import pipeline, records
+from core.cli import main
+
+VOID = {"meta", "img", "br", "hr", "input", "link", "source"}
+
+
+class _Checker(HTMLParser):
+    """Fails on unbalanced or mis-nested tags."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stack: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        if tag not in VOID:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        assert self.stack and self.stack[-1] == tag, f"</{tag}> closes {self.stack[-1:]}"
+        self.stack.pop()
+
+
+def check_report(out: Path, modalities: list[str]) -> str:
+    text = (out / "report.html").read_text()
+    checker = _Checker()
+    checker.feed(text)
+    assert checker.stack == [] and text.startswith("<!DOCTYPE html>")
+    for heading in ("Summary", "1. Guidance sweep", "2. Sampling steps", "3. Negative guidance",
+                    "4. Mixing several conditions", "5. Unconditional-dropout rate"):
+        assert heading in text
+    assert "data:image/png;base64," in text  # self-contained
+    for m in modalities:
+        assert f"<h3>{m}" in text
+        for r in records.read(out / m / "records.jsonl"):
+            records.validate(r)
+    assert (out / "report.md").read_text().startswith("# crossguide")
+    return text
+
+
+def test_toy_smoke_study_and_resume_without_redoing_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    real = pipeline.run_setting
+
+    def counting(ctx, setting, seed, out, **kw):
+        calls.append(setting.id(seed))
+        if len(calls) == 5:
+            raise KeyboardInterrupt  # as if the user pressed Ctrl-C during the sixth setting
+        return real(ctx, setting, seed, out, **kw)
+
+    monkeypatch.setattr(pipeline, "run_setting", counting)
+    assert main(["study", "--preset", "smoke", "--modalities", "toy", "--seeds", "2", "--out", str(tmp_path)]) == 130
+    done = [r["setting"] for r in records.read(tmp_path / "toy" / "records.jsonl")]
+    assert done == calls[:4]
+
+    spy: list[str] = []
+
+    def spying(ctx, setting, seed, out, **kw):
+        if out == tmp_path / "toy":  # the main model's run directory
+            spy.append(setting.id(seed))
+        return real(ctx, setting, seed, out, **kw)
+
+    monkeypatch.setattr(pipeline, "run_setting", spying)
+    report = study_module.run_study(tmp_path, preset="smoke", modalities=["toy"], seeds=2, progress=False)
+    assert spy and not set(spy) & set(done)  # finished settings of the main model were reused, not recomputed
+    recs = records.read(tmp_path / "toy" / "records.jsonl")
+    assert len({r["setting"] for r in recs}) == len(recs)  # and nothing was recorded twice
+    check_report(report.parent, ["toy"])
+    assert (tmp_path / "toy" / "p_uncond_0.5" / "records.jsonl").exists()
+
+
+def test_study_rejects_unknown_modality_and_bad_seeds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["study", "--modalities", "toy,smell", "--out", str(tmp_path)]) == 2
+    assert "unknown modality 'smell'" in capsys.readouterr().err
+    assert main(["study", "--seeds", "0", "--modalities", "toy", "--out", str(tmp_path)]) == 2
+    assert not (tmp_path / "study.json").exists()
