@@ -1,0 +1,104 @@
+"""The audio modality plug-in: DiffWave, the ``notes`` / ``spoken-digits`` / ``folder`` datasets, the log-mel
+judge with pYIN pitch accuracy, WAV files and spectrogram grids.
+
+Preset ``data`` holds one options dict per dataset (``{"notes": {...}, "spoken-digits": {...}, ...}``), since a
+preset fixes the clip length and size of each dataset; the model's ``length`` comes from the dataset's ``info``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor
+
+from core.data import Splits
+from core.denoiser import Denoiser
+from core.judge import FitConfig
+from core.registry import DatasetFactory, Modality, Preset
+from core.trainer import TrainConfig
+from modalities.audio import schedules as _schedules  # noqa: F401  (registers the diffwave schedules)
+from modalities.audio.diffwave import DiffWave
+from modalities.audio.folder import folder_dataset
+from modalities.audio.judge import JudgeEvaluator, audio_evaluator
+from modalities.audio.notes import notes_dataset
+from modalities.audio.outputs import spectrogram_grid, write_wavs
+from modalities.audio.speech import spoken_digits_dataset
+
+
+def _section(name: str, factory: DatasetFactory) -> DatasetFactory:
+    """A factory that reads its own options from ``preset.data[name]``."""
+
+    def load(options: Mapping[str, Any], path: Path | None, seed: int) -> Splits:
+        return factory(options.get(name, {}), path, seed)
+
+    return load
+
+
+def _train(**kw: Any) -> TrainConfig:
+    return TrainConfig(**{"lr": 2e-4, "warmup": 100, "p_uncond": 0.1, "p_attr": 0.1, **kw})
+
+
+# Paper sizes (Kong et al. 2020, Sec. 5.3, SC09 generation): 36 layers, C = 256, dilation cycle 12, T = 200.
+PAPER = {"layers": 36, "channels": 256, "cycle": 12, "step_dim": 128, "cond_dim": 128}
+PRESETS: dict[str, Preset] = {
+    "smoke": Preset(
+        {"layers": 4, "channels": 8, "cycle": 4, "step_dim": 16, "cond_dim": 16},
+        _train(steps=30, batch_size=16, lr=2e-3, warmup=5),
+        schedule="diffwave", T=50, sampler="ddpm", steps=6, per_condition=1, batch=64,
+        data={"notes": {"sample_rate": 8000, "duration": 0.1, "per_condition": 6},
+              "spoken-digits": {"sample_rate": 8000, "duration": 0.5, "per_digit": 6},
+              "folder": {"sample_rate": 8000, "duration": 0.5}},
+    ),
+    "quick": Preset(
+        {"layers": 10, "channels": 32, "cycle": 10, "step_dim": 32, "cond_dim": 64},
+        _train(steps=1500, batch_size=16, lr=1e-3, warmup=50, ema_decay=0.995),
+        schedule="diffwave", T=50, sampler="ddpm", steps=6, per_condition=8, batch=256,
+        data={"notes": {"sample_rate": 8000, "duration": 0.25, "per_condition": 80},
+              "spoken-digits": {"sample_rate": 8000, "duration": 0.75, "per_digit": 200},
+              "folder": {"sample_rate": 8000, "duration": 0.5}},
+    ),
+    "full": Preset(
+        PAPER, _train(steps=200_000, batch_size=32, warmup=1000, ema_decay=0.9999),
+        schedule="diffwave200", T=200, sampler="ddpm", steps=200, per_condition=64, batch=256,
+        data={"notes": {"sample_rate": 16000, "duration": 0.5, "per_condition": 400},
+              "spoken-digits": {"sample_rate": 16000, "duration": 1.0, "per_digit": 2000},
+              "folder": {"sample_rate": 16000, "duration": 1.0}},
+    ),
+}
+JUDGE_FIT = {"smoke": FitConfig(steps=60, batch_size=64), "quick": FitConfig(steps=800),
+             "full": FitConfig(steps=3000)}
+
+
+class AudioModality(Modality):
+    name = "audio"
+    default_dataset = "notes"
+    extra_ws = ()
+
+    def __init__(self) -> None:
+        factories: dict[str, Callable[..., Splits]] = {
+            "notes": notes_dataset, "spoken-digits": spoken_digits_dataset, "folder": folder_dataset,
+        }
+        self.datasets = {name: _section(name, f) for name, f in factories.items()}
+        self.presets = dict(PRESETS)
+
+    def build_model(self, config: Mapping[str, Any], attributes: Mapping[str, list[str]],
+                    info: Mapping[str, Any]) -> Denoiser:
+        config = dict(config)
+        length = int(config.pop("length", info.get("length", 0)))
+        return DiffWave(attributes, length, **config)
+
+    def evaluator(self, splits: Splits, preset: str, cache: Path) -> JudgeEvaluator:
+        return audio_evaluator(splits, cache, JUDGE_FIT[preset], pitch_names=splits.train.info.get("pitch_classes"))
+
+    def write_samples(self, samples: Tensor, labels: list[dict[str, str]], directory: Path,
+                      info: Mapping[str, Any]) -> list[str]:
+        return write_wavs(samples, labels, directory, int(info["sample_rate"]))
+
+    def draw(self, samples: Tensor, labels: list[dict[str, str]], path: Path, title: str,
+             info: Mapping[str, Any]) -> None:
+        spectrogram_grid(samples, labels, path, title, int(info["sample_rate"]))
+
+
+MODALITY = AudioModality()

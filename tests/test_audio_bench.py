@@ -1,0 +1,44 @@
+"""The audio modality end to end: the ``smoke`` preset through core's bench, and its files."""
+
+import json
+import time
+from pathlib import Path
+
+import soundfile as sf
+
+from core import registry
+from core.bench import bench, default_ws
+from core.errors import UsageError
+
+
+def test_smoke_bench_end_to_end(tmp_path: Path) -> None:
+    start = time.perf_counter()
+    recs = bench("audio", out=tmp_path, preset="smoke", progress=False)
+    elapsed = time.perf_counter() - start
+    assert elapsed < 60, f"smoke bench took {elapsed:.0f} s"
+    ws = default_ws("audio")
+    assert sorted(r["w"] for r in recs) == sorted(ws) and len(ws) == 10
+    for r in recs:
+        m = r["metrics"]
+        assert r["dataset"] == "notes" and r["sampler"] == "ddpm" and r["steps"] == 6
+        assert 0 <= m["adherence"] <= 1 and 0 <= m["pitch_accuracy"] <= 1 and m["fd"] >= 0
+        assert r["nfe"] == (6 if r["w"] in (0.0, -1.0) else 12)  # one branch at w = 0 and -1, two otherwise
+        assert (tmp_path / r["picture"]).stat().st_size > 0
+    assert recs[0]["extra"]["evaluator"]["objective"] == "pYIN pitch-class accuracy"
+    manifest = [json.loads(line) for line in (tmp_path / "samples" / "manifest.jsonl").read_text().splitlines()]
+    assert len(manifest) == 10 * 32  # 8 pitches x 4 timbres, one sample each, per setting
+    audio, rate = sf.read(tmp_path / "samples" / manifest[0]["path"])
+    assert rate == 8000 and audio.shape == (800,) and abs(audio).max() <= 1.0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["modality"] == "audio" and summary["dataset"] == "notes"
+    assert (tmp_path / "plots" / "pitch_accuracy_vs_w.png").exists()
+
+
+def test_usage_errors_name_the_choices() -> None:
+    audio = registry.get("audio")
+    try:
+        audio.load_dataset("birdsong", "smoke", None, 0)
+    except UsageError as e:
+        assert "notes" in str(e) and "spoken-digits" in str(e) and "folder" in str(e)
+    else:
+        raise AssertionError("an unknown dataset must be a UsageError")

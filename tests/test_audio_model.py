@@ -1,0 +1,103 @@
+"""DiffWave, its fast convolution and DiffWave's schedules."""
+
+import math
+
+import pytest
+import torch
+
+from core.errors import UsageError
+from core.schedules import make, respace
+from modalities.audio.conv import Conv1d
+from modalities.audio.diffwave import DiffWave
+from modalities.audio.schedules import FAST_BETAS
+
+ATTRS = {"pitch": ["C", "D", "E"], "timbre": ["sine", "saw"]}
+
+
+def _cond(b: int) -> dict[str, torch.Tensor]:
+    return {"pitch": torch.arange(b) % 3, "timbre": torch.arange(b) % 2}
+
+
+def _live(model: DiffWave) -> DiffWave:
+    """The zero-initialised output layer hides everything; give it weights for structural tests."""
+    torch.nn.init.normal_(model.out.weight)
+    return model
+
+
+@pytest.mark.parametrize("length", [1, 37, 256])
+def test_shapes_and_zero_init(length: int) -> None:
+    torch.manual_seed(0)
+    model = DiffWave(ATTRS, length, layers=4, channels=8, cycle=2, step_dim=16, cond_dim=8)
+    x = torch.randn(3, 1, length)
+    out = model(x, torch.tensor([0.0, 4.5, 49.0]), _cond(3))
+    assert model.sample_shape == (1, length)
+    assert out.shape == x.shape
+    assert torch.equal(out, torch.zeros_like(out))  # zero-initialised output projection
+    assert model.config() == {"length": length, "layers": 4, "channels": 8, "cycle": 2, "step_dim": 16, "cond_dim": 8}
+
+
+@pytest.mark.parametrize(("layers", "cycle"), [(3, 3), (6, 3), (10, 10)])
+def test_receptive_field_matches_gradient_support(layers: int, cycle: int) -> None:
+    torch.manual_seed(0)
+    model = _live(DiffWave(ATTRS, 4096, layers=layers, channels=16, cycle=cycle, step_dim=8, cond_dim=4))
+    assert model.receptive_field == 1 + 2 * sum(2 ** (i % cycle) for i in range(layers))
+    x = torch.randn(1, 1, 4096, requires_grad=True)
+    model(x, torch.tensor([10.0]), _cond(1))[0, 0, 2048].backward()
+    support = x.grad[0, 0].ne(0).nonzero().flatten()
+    assert int(support.max() - support.min()) + 1 == model.receptive_field
+    assert int(support.min()) == 2048 - model.receptive_field // 2  # centred: non-causal convolutions
+
+
+def test_condition_and_null_rows_change_the_output() -> None:
+    torch.manual_seed(0)
+    model = _live(DiffWave(ATTRS, 64, layers=3, channels=8, cycle=3, step_dim=8, cond_dim=8))
+    x, t = torch.randn(2, 1, 64), torch.tensor([5.0, 5.0])
+    a = model(x, t, {"pitch": torch.tensor([0, 0]), "timbre": torch.tensor([1, 1])})
+    b = model(x, t, {"pitch": torch.tensor([2, 0]), "timbre": torch.tensor([1, -1])})
+    assert torch.allclose(a[0], a[0])
+    assert not torch.allclose(a[0], b[0]) and not torch.allclose(a[1], b[1])  # pitch changed, timbre dropped
+
+
+def test_snap_clamps_to_unit_range() -> None:
+    model = DiffWave(ATTRS, 8, layers=1, channels=2, cycle=1, step_dim=4, cond_dim=4)
+    assert torch.equal(model.snap(torch.tensor([-3.0, -0.5, 0.25, 7.0])), torch.tensor([-1.0, -0.5, 0.25, 1.0]))
+
+
+def test_bad_sizes_are_usage_errors() -> None:
+    with pytest.raises(UsageError, match="layers"):
+        DiffWave(ATTRS, 100, layers=0)
+
+
+@pytest.mark.parametrize(("k", "d"), [(3, 1), (3, 8), (1, 1), (5, 2)])
+def test_fast_conv_matches_torch_gradients(k: int, d: int) -> None:
+    torch.manual_seed(0)
+    conv = Conv1d(3, 4, k, d).double()
+    x = torch.randn(2, 3, 19, dtype=torch.float64, requires_grad=True)
+    y = conv(x)
+    ref = torch.nn.functional.conv1d(x, conv.weight, conv.bias, padding=conv.padding[0], dilation=d)
+    assert y.shape == x.shape[:1] + (4, 19) and torch.allclose(y, ref)
+    upstream = torch.randn_like(y)
+    ours = torch.autograd.grad(y, (x, conv.weight, conv.bias), upstream)
+    theirs = torch.autograd.grad(ref, (x, conv.weight, conv.bias), upstream)
+    for a, b in zip(ours, theirs, strict=True):
+        assert torch.allclose(a, b, atol=1e-12)
+    with pytest.raises(ValueError, match="odd"):
+        Conv1d(2, 2, 2)
+
+
+def test_diffwave_schedule_and_fast_grid() -> None:
+    s = make("diffwave", 50)
+    betas = torch.linspace(1e-4, 0.05, 50, dtype=torch.float64)
+    assert torch.allclose(s.alpha_bar, torch.cumprod(1 - betas, 0))
+    grid = respace(s, 6)
+    gamma = torch.cumprod(1 - torch.tensor(FAST_BETAS, dtype=torch.float64), 0).flip(0)
+    assert torch.allclose(grid.alpha_bar, gamma)
+    # each fractional step interpolates sqrt(alpha_bar) linearly between the training steps around it
+    root = s.alpha_bar.sqrt()
+    for t, g in zip(grid.t.double().tolist(), gamma.tolist(), strict=True):
+        lo = min(int(math.floor(t)), 48)
+        assert float(root[lo] + (t - lo) * (root[lo + 1] - root[lo])) == pytest.approx(math.sqrt(g), abs=1e-6)
+    assert grid.t[-1] == 0 and bool((grid.t[:-1] > grid.t[1:]).all())
+    assert respace(s, 10).t.tolist()[0] == 49  # other step counts respace the 50 training steps
+    assert float(make("diffwave200", 200).alpha_bar[-1]) == pytest.approx(
+        float(torch.prod(1 - torch.linspace(1e-4, 0.02, 200, dtype=torch.float64))))
