@@ -58,7 +58,7 @@ def image_evaluator(splits: Splits, fit: FitConfig, cache: Path, *, progress: bo
     widths = (16, 32, 64)
     judge, info = train_judge(
         cache, f"image-{train.name}", lambda: Judge(backbone(train.x.shape[1], widths), widths[-1], train.attributes),
-        train, test, fit, augment=augment, extra_key={"widths": widths}, progress=progress,
+        train, test, fit, augment=augment, extra_key={"arch": "vgg-bn", "widths": widths}, progress=progress,
     )
     info = {**info, "features": f"CNN penultimate ({widths[-1]}-d, global average pooled)"}
     return JudgeEvaluator(judge, info, objective=saturation)

@@ -11,6 +11,7 @@ from torch import Tensor
 
 from core.data import Splits
 from core.denoiser import Denoiser
+from core.errors import UsageError
 from core.judge import FitConfig, JudgeEvaluator
 from core.registry import Modality, Preset
 from core.trainer import TrainConfig
@@ -37,16 +38,16 @@ PRESETS = {
     # minutes on 2 CPU cores: 16x16 shapes, the whole 12-weight sweep in under 10 minutes
     "quick": Preset(
         {"channels": 24, "mults": [1, 2, 4], "res_blocks": 1, "attention": [4], "heads": 4},
-        _train(steps=1200, batch_size=64),
+        _train(steps=1100, batch_size=64, lr=1e-3, ema_decay=0.995),
         sampler="dpmpp2m", steps=20, per_condition=8, batch=128,
-        data={"size": 16, "train_per_condition": 500, "test_per_condition": 100, "radius_px": [3.0, 5.5]},
+        data={"size": 16, "train_per_condition": 500, "test_per_condition": 100, "radius_px": [4.0, 6.5]},
     ),
     # GPU scale: CIFAR-sized ADM-like U-Net (Dhariwal & Nichol 2021, Table 1 ablation widths)
     "full": Preset(
         {"channels": 128, "mults": [1, 2, 2, 2], "res_blocks": 2, "attention": [16, 8], "heads": 4, "dropout": 0.1},
         _train(steps=50000, batch_size=128, lr=2e-4, warmup=1000, ema_decay=0.9999),
         sampler="ddim", steps=50, per_condition=64, batch=512,
-        data={"size": 32, "train_per_condition": 2000, "test_per_condition": 250, "radius_px": [6.0, 11.0]},
+        data={"size": 32, "train_per_condition": 2000, "test_per_condition": 250, "radius_px": [8.0, 13.0]},
     ),
 }
 
@@ -70,6 +71,8 @@ class ImageModality(Modality):
                     info: Mapping[str, Any]) -> Denoiser:
         """A :class:`UNet` sized for the dataset's images (``info``), unless the config (a checkpoint's) fixes it."""
         sized = {"size": info.get("size"), "in_channels": info.get("channels", 3), **config}
+        if sized["size"] is None:
+            raise UsageError("the image model needs an image size: neither its config nor the dataset info has one")
         return UNet(attributes, **sized)
 
     def evaluator(self, splits: Splits, preset: str, cache: Path) -> JudgeEvaluator:

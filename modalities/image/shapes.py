@@ -21,7 +21,7 @@ from torch import Tensor
 from core.data import ConditionalDataset, Splits
 from modalities.image.datasets import image_info, no_path
 
-SHAPES = ["circle", "square", "triangle", "plus"]
+SHAPES = ["circle", "square", "ring", "plus"]
 COLORS = {  # RGB in [0, 1]
     "red": (0.85, 0.15, 0.15),
     "green": (0.15, 0.7, 0.2),
@@ -55,7 +55,7 @@ def shape_sdf(shape: Tensor, p: Tensor, radius: Tensor, angle: Tensor) -> Tensor
     candidates = torch.stack([
         p.norm(dim=-1) - 0.85 * radius[:, None, None],  # circle (a little smaller: same area feel)
         _polygon(p, 4, radius, angle),  # square
-        _polygon(p, 3, 1.15 * radius, angle),  # triangle (larger: it covers less)
+        (p.norm(dim=-1) - 0.7 * radius[:, None, None]).abs() - 0.25 * radius[:, None, None],  # ring
         torch.minimum(_box(q, radius, arm), _box(q, arm, radius)),  # plus
     ])  # [S, N, H, W]
     return candidates.gather(0, shape[None, :, None, None].expand(1, *candidates.shape[1:]))[0]
@@ -74,11 +74,11 @@ def render(shape: Tensor, color: Tensor, size: int, generator: torch.Generator,
     p = torch.stack([xs, ys], -1)[None] - center[:, None, None]  # [N, H, W, 2] offsets in pixels
     cover = (0.5 - shape_sdf(shape, p, radius, angle)).clamp(0, 1)[:, None]  # [N, 1, H, W] 1-pixel anti-aliasing
 
-    # background: grey level + smooth colour noise (4x4, bilinear) + grain
+    # background: a grey level plus smooth colour noise (4x4 values, bilinearly interpolated)
     grey = 0.3 + 0.3 * u(n, 1, 1, 1)
     smooth = torch.nn.functional.interpolate(u(n, 3, 4, 4) - 0.5, size=(size, size), mode="bilinear",
                                              align_corners=False)
-    background = grey + 0.35 * smooth + 0.06 * torch.randn((n, 3, size, size), generator=generator)
+    background = grey + 0.25 * smooth
 
     palette = torch.tensor(list(COLORS.values()))  # [C, 3]
     fill = palette[color][:, :, None, None] + 0.08 * (u(n, 3, 1, 1) - 0.5)  # [N, 3, 1, 1] jittered colour

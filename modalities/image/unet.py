@@ -22,8 +22,9 @@ from core.parameterization import PREDICTIONS, Prediction
 
 
 def group_norm(channels: int) -> nn.GroupNorm:
-    """GroupNorm with up to 32 groups (Wu & He 2018), as in ADM; fewer when the channel count needs it."""
-    groups = next(g for g in (32, 16, 8, 4, 2, 1) if channels % g == 0)
+    """GroupNorm (Wu & He 2018) with up to 32 groups of at least 4 channels, as in ADM at 128+ channels. Thin
+    layers get fewer groups: one channel per group would be instance norm, which erases each image's colour."""
+    groups = next(g for g in (32, 16, 8, 4, 2, 1) if channels % g == 0 and (channels // g >= 4 or g == 1))
     return nn.GroupNorm(groups, channels)
 
 
@@ -144,14 +145,16 @@ class UNet(Denoiser):
                 self.up.append(Level(c + widths.pop(), channels * m, emb, dropout, res in attention, heads))
                 c = channels * m
                 if i > 0 and j == res_blocks:
-                    self.up.append(nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"),
-                                                 nn.Conv2d(c, c, 3, padding=1)))
+                    # conv before the nearest upsampling, not after as in ADM: same parameters, a quarter of the cost
+                    self.up.append(nn.Sequential(nn.Conv2d(c, c, 3, padding=1),
+                                                 nn.Upsample(scale_factor=2, mode="nearest")))
                     res *= 2
         self.out = nn.Sequential(group_norm(c), nn.SiLU(), _zero(nn.Conv2d(c, in_channels, 3, padding=1)))
+        self.to(memory_format=torch.channels_last)  # NHWC: oneDNN convolutions skip a reorder (~15% faster on CPU)
 
     def forward(self, x_t: Tensor, t: Tensor, cond: Condition) -> Tensor:  # [B, C, H, W], [B] -> [B, C, H, W]
         emb = self.time(t) + self.cond(cond)  # [B, 4 * channels]
-        h = self.inp(x_t)
+        h = self.inp(x_t.contiguous(memory_format=torch.channels_last))
         skips = [h]
         for layer in self.down:
             h = layer(h, emb) if isinstance(layer, Level) else layer(h)
