@@ -8,6 +8,7 @@ batched call over all clips (librosa runs the Viterbi decoding per clip but vect
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import librosa
@@ -17,9 +18,13 @@ from torch import Tensor
 PITCH_CLASSES = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]  # MIDI number mod 12
 
 
-def f0_midi(audio: Tensor, sample_rate: int, *, fmin: float = 150.0, fmax: float = 1000.0,
-            frame_length: int = 512) -> np.ndarray:
-    """Median pYIN f0 of each clip as a (fractional) MIDI number, ``[N, 1, L] -> [N]``; NaN when unvoiced."""
+def f0_midi(audio: Tensor, sample_rate: int, *, fmin: float = 150.0, fmax: float = 1000.0) -> np.ndarray:
+    """Median pYIN f0 of each clip as a (fractional) MIDI number, ``[N, 1, L] -> [N]``; NaN when unvoiced.
+
+    Frames are the power of two at or above 50 ms (512 samples at 8 kHz), hopping by half a frame.
+    """
+    frame_length = 2 ** math.ceil(math.log2(0.05 * sample_rate))
+    fmax = min(fmax, 0.45 * sample_rate)
     y = audio.reshape(len(audio), -1).double().numpy()  # [N, L]
     if y.shape[1] < frame_length:
         y = np.pad(y, ((0, 0), (0, frame_length - y.shape[1])))

@@ -21,7 +21,7 @@ from torch import Tensor
 from core.data import ConditionalDataset, Splits
 from modalities.image.datasets import image_info, no_path
 
-SHAPES = ["circle", "square", "ring", "plus"]
+SHAPES = ["circle", "bar", "ring", "plus"]
 COLORS = {  # RGB in [0, 1]
     "red": (0.85, 0.15, 0.15),
     "green": (0.15, 0.7, 0.2),
@@ -29,16 +29,6 @@ COLORS = {  # RGB in [0, 1]
     "yellow": (0.9, 0.8, 0.1),
 }
 ATTRIBUTES = {"shape": SHAPES, "color": list(COLORS)}
-
-
-def _polygon(p: Tensor, sides: int, radius: Tensor, angle: Tensor) -> Tensor:
-    """Signed distance (exact inside, a lower bound outside) to a regular polygon with circumradius ``radius``:
-    the largest signed distance to its edges' half-planes. ``p [N, H, W, 2]``, ``radius, angle [N]``."""
-    k = torch.arange(sides, dtype=p.dtype)
-    theta = angle[:, None] + 2 * math.pi * k[None] / sides  # [N, sides] edge normal directions
-    normals = torch.stack([theta.cos(), theta.sin()], -1)  # [N, sides, 2]
-    dist = torch.einsum("nhwc,nkc->nhwk", p, normals).amax(-1)  # [N, H, W]
-    return dist - (radius * math.cos(math.pi / sides))[:, None, None]
 
 
 def _box(p: Tensor, half_w: Tensor, half_h: Tensor) -> Tensor:
@@ -52,10 +42,11 @@ def shape_sdf(shape: Tensor, p: Tensor, radius: Tensor, angle: Tensor) -> Tensor
     c, s = angle.cos()[:, None, None], angle.sin()[:, None, None]
     q = torch.stack([c * p[..., 0] + s * p[..., 1], -s * p[..., 0] + c * p[..., 1]], -1)  # rotated frame
     arm = radius / 3
+    r = radius[:, None, None]
     candidates = torch.stack([
-        p.norm(dim=-1) - 0.85 * radius[:, None, None],  # circle (a little smaller: same area feel)
-        _polygon(p, 4, radius, angle),  # square
-        (p.norm(dim=-1) - 0.7 * radius[:, None, None]).abs() - 0.25 * radius[:, None, None],  # ring
+        p.norm(dim=-1) - 0.85 * r,  # circle
+        _box(q, radius, 0.45 * radius),  # bar
+        (p.norm(dim=-1) - 0.7 * r).abs() - 0.25 * r,  # ring
         torch.minimum(_box(q, radius, arm), _box(q, arm, radius)),  # plus
     ])  # [S, N, H, W]
     return candidates.gather(0, shape[None, :, None, None].expand(1, *candidates.shape[1:]))[0]

@@ -1,0 +1,80 @@
+"""The text modality plug-in: Diffusion-LM-style embedding diffusion with classifier-free guidance.
+
+Datasets ``restaurants`` (procedural, the default) and ``jsonl`` (a user file); the denoiser
+:class:`EmbeddingDiffusionLM`; the evaluator of :mod:`modalities.text.evaluator`; JSONL + Markdown samples.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor
+
+from core.data import Splits
+from core.denoiser import Denoiser
+from core.registry import Modality, Preset
+from core.schedules import make as make_schedule
+from core.trainer import TrainConfig
+from modalities.text import outputs
+from modalities.text.evaluator import TextEvaluator, build_evaluator
+from modalities.text.jsonl import jsonl
+from modalities.text.model import EmbeddingDiffusionLM
+from modalities.text.restaurants import restaurants
+
+SCHEDULE = "sqrt"  # Li et al. 2022, App. A
+
+
+def _model(T: int, **kw: Any) -> dict[str, Any]:  # noqa: N803
+    """Model arguments; ``prior_alpha_bar`` is the schedule's last ``alpha_bar`` (the prior term's weight)."""
+    return {"prior_alpha_bar": float(make_schedule(SCHEDULE, T).alpha_bar[-1]), **kw}
+
+
+def _train(**kw: Any) -> TrainConfig:
+    return TrainConfig(**{"lr": 1e-3, "warmup": 100, "ema_decay": 0.999, "p_uncond": 0.1, "p_attr": 0.1, **kw})
+
+
+class TextModality(Modality):
+    name = "text"
+    default_dataset = "restaurants"
+
+    def __init__(self) -> None:
+        self.datasets = {"restaurants": restaurants, "jsonl": jsonl}
+        self.presets = {
+            "smoke": Preset(_model(200, embed_dim=16, hidden=32, layers=1, heads=2),
+                            _train(steps=40, batch_size=32, warmup=10), schedule=SCHEDULE, T=200, sampler="ddim",
+                            steps=5, per_condition=1, batch=256,
+                            data={"n_train": 600, "n_test": 100, "length": 32}),
+            "quick": Preset(_model(2000, embed_dim=16, hidden=96, layers=3, heads=4),
+                            _train(steps=1500, batch_size=64), schedule=SCHEDULE, T=2000, sampler="ddim",
+                            steps=50, per_condition=8, batch=288,
+                            data={"n_train": 20000, "n_test": 1000, "length": 32}),
+            "full": Preset(_model(2000, embed_dim=16, hidden=384, layers=8, heads=6, dropout=0.1),
+                           _train(steps=60000, batch_size=256, lr=3e-4, warmup=1000, ema_decay=0.9999),
+                           schedule=SCHEDULE, T=2000, sampler="ddim", steps=200, per_condition=32, batch=1152,
+                           data={"n_train": 100000, "n_test": 4000, "length": 32}),
+        }
+
+    def build_model(self, config: Mapping[str, Any], attributes: Mapping[str, list[str]],
+                    info: Mapping[str, Any]) -> Denoiser:
+        """The denoiser from its preset (or checkpoint) config; vocabulary, length and pad come from ``info``."""
+        args = {**config, **{k: info[k] for k in ("vocab_size", "length", "pad_id")}}
+        return EmbeddingDiffusionLM(attributes, **args)
+
+    def evaluator(self, splits: Splits, preset: str, cache: Path) -> TextEvaluator:
+        return build_evaluator(splits, preset, cache)
+
+    def write_samples(self, samples: Tensor, labels: list[dict[str, str]], directory: Path,
+                      info: Mapping[str, Any]) -> list[str]:
+        return outputs.write(samples, labels, directory, info)
+
+    def draw(self, samples: Tensor, labels: list[dict[str, str]], path: Path, title: str,
+             info: Mapping[str, Any]) -> None:
+        outputs.draw(samples, labels, path, title, info)
+
+    def describe(self, samples: Tensor, info: Mapping[str, Any]) -> list[dict[str, Any]]:
+        return [{"text": s} for s in outputs.sentences(samples, info)]
+
+
+MODALITY = TextModality()

@@ -1,0 +1,216 @@
+"""The text modality: tokenizer, grammar and lexicon, the Diffusion-LM hooks, the JSONL loader, metrics, and a
+``smoke`` run end to end through the core pipeline."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from core import registry
+from core.bench import bench
+from core.cli import main as cli
+from core.errors import UsageError
+from modalities.text import diversity as D
+from modalities.text import lm as LM
+from modalities.text import restaurants as R
+from modalities.text import tokenizer as T
+from modalities.text.grammar import join
+from modalities.text.jsonl import jsonl
+from modalities.text.model import EmbeddingDiffusionLM
+
+TEXT = registry.get("text")
+
+
+@pytest.fixture(scope="module")
+def corpus() -> tuple[list[str], dict[str, list[int]]]:
+    return R.sentences(400, 0.1, random.Random(0))
+
+
+@pytest.fixture(scope="module")
+def splits():
+    return TEXT.load_dataset("restaurants", "smoke", None, 0)
+
+
+def test_tokenizer_round_trip(corpus, splits):
+    texts, _ = corpus
+    tok = T.from_info(splits.train.info)
+    ids, truncated = T.encode(tok, texts, 32)
+    assert truncated == 0 and ids.shape == (400, 32)
+    assert T.decode(tok, ids) == texts
+    assert [len(s) for s in T.tokens(tok, ids)] == [T.token_count(t) for t in texts]
+    unknown, _ = T.encode(tok, ["Zizzi serves haggis."], 8)
+    assert T.decode(tok, unknown) == ["Zizzi serves [UNK]."]
+    assert T.wrap(splits.train.info["tokenizer"]).get_vocab() == tok.get_vocab()  # JSON string round trip
+
+
+def test_compact_moves_pads_to_the_end():
+    ids = torch.tensor([[5, 0, 6, 0, 7, 0], [0, 0, 3, 4, 0, 0]])
+    assert T.compact(ids, 0).tolist() == [[5, 6, 7, 0, 0, 0], [3, 4, 0, 0, 0, 0]]
+
+
+def test_grammar_accepts_the_corpus_and_rejects_corruptions(corpus, splits):
+    texts, _ = corpus
+    tok = T.from_info(splits.train.info)
+    sentences = T.tokens(tok, T.encode(tok, texts, 32)[0])
+    assert all(R.GRAMMAR.accepts(s) for s in sentences)
+    rng = random.Random(1)
+    for s in sentences[:100]:
+        assert not R.GRAMMAR.accepts(s[:-1])  # no final period
+        i = rng.randrange(len(s))
+        assert not R.GRAMMAR.accepts(s[: i + 1] + s[i:])  # a word said twice
+        shuffled = rng.sample(s, len(s))
+        assert shuffled == s or not R.GRAMMAR.accepts(shuffled)
+    assert R.GRAMMAR.accepts("Zizzi is a pub near the park .".split())
+    assert not R.GRAMMAR.accepts("Zizzi is an pub near the park .".split())  # article agreement
+    assert join(["Zizzi", ",", "a", "pub", "."]) == "Zizzi, a pub."
+
+
+def test_lexicon_is_exact_on_the_grammar(corpus):
+    texts, labels = corpus
+    all_keywords = {w for values in R.KEYWORDS.values() for ws in values.values() for w in ws}
+    filler_words = {w for phrases in R.FILLERS.values() for p in phrases for w in p.split()}
+    template_words = {w for p in R.MAINS + R.FOLLOWS for w in p.split() if not w.startswith("{")}
+    assert not all_keywords & (filler_words | template_words)
+    for attr, forms in R.PHRASES.items():
+        for by_value in forms.values():
+            for value, phrases in by_value.items():
+                for p in phrases:
+                    assert R.extract(p.split())[attr] == R.ATTRIBUTES[attr].index(value), p
+    mentioned = 0
+    for i, text in enumerate(texts):
+        found = R.extract([w for w, _ in T.PRE_TOKENIZER.pre_tokenize_str(text)])
+        for a in R.ATTRIBUTES:
+            assert found[a] in (labels[a][i], -1)
+            mentioned += found[a] != -1
+    assert 0.85 < mentioned / (3 * len(texts)) < 0.95  # omit = 0.1
+
+
+@pytest.fixture(scope="module")
+def model(splits) -> EmbeddingDiffusionLM:
+    torch.manual_seed(0)
+    return TEXT.build_model(TEXT.preset("smoke").model, splits.train.attributes, splits.train.info)
+
+
+def test_snap_returns_the_nearest_exact_embeddings(model):
+    x = torch.randn(3, 32, 16, generator=torch.Generator().manual_seed(0))
+    snapped = model.snap(x)
+    table = model.embed.weight.detach()
+    nearest = torch.cdist(x.reshape(-1, 16), table).argmin(-1)
+    assert torch.equal(snapped.reshape(-1, 16), table[nearest])
+    assert torch.equal(model.snap(snapped), snapped)  # a fixed point
+
+
+def test_decoding_clean_embeddings_recovers_the_tokens(model, splits):
+    ids = splits.test.x[:8]
+    with torch.no_grad():
+        x0 = model.encode(ids)
+        assert x0.shape == (8, *model.sample_shape)
+        assert torch.equal(model.decode(x0), ids)
+        assert torch.equal(model.decode(x0 + 0.01 * torch.randn_like(x0)), ids)
+
+
+def test_rounding_loss_trains_through_the_tied_head(model, splits):
+    ids = splits.train.x[:4]
+    x0 = model.encode(ids)
+    loss = model.extra_loss(ids, x0, x0, torch.zeros(4), x0)
+    loss.backward()
+    assert loss.item() >= 0 and model.embed.weight.grad.abs().sum() > 0
+    model.zero_grad()
+
+
+def _write(path: Path, lines: list[str]) -> Path:
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+GOOD = [json.dumps({"text": f"the {c} cat sat on the mat number {i}.", "colour": c, "size": s})
+        for i in range(30) for c, s in [("black", "big"), ("white", "small")]]
+
+
+def test_jsonl_loads_a_good_file(tmp_path):
+    train, test = jsonl({"length": 64}, _write(tmp_path / "d.jsonl", GOOD), 0)
+    assert train.attributes == {"colour": ["black", "white"], "size": ["big", "small"]}
+    assert len(train) + len(test) == 60 and len(test) == 6
+    assert train.info["length"] == 10 and train.info["truncated"] == 0
+    tok = T.from_info(train.info)
+    text = T.decode(tok, train.x[:1])[0]
+    colour = train.attributes["colour"][int(train.cond["colour"][0])]
+    assert f"the {colour} cat" in text and text.endswith(".")
+
+
+@pytest.mark.parametrize("line, message", [
+    ("", "d.jsonl:3: empty line"),
+    ("{not json", "d.jsonl:3: not valid JSON"),
+    ('["text"]', "d.jsonl:3: expected a JSON object"),
+    ('{"colour": "black", "size": "big"}', "d.jsonl:3: missing field 'text'"),
+    ('{"text": "a", "colour": "black"}', "d.jsonl:3: missing field 'size'"),
+    ('{"text": "a", "colour": "black", "size": 3}', "d.jsonl:3: field 'size' is int"),
+    ('{"text": "a", "colour": "black", "size": "big", "x": "y"}', "d.jsonl:3: unexpected field 'x'"),
+    ('{"text": " ", "colour": "black", "size": "big"}', "d.jsonl:3: field 'text' is empty"),
+])
+def test_jsonl_errors_name_the_line(tmp_path, line, message):
+    path = _write(tmp_path / "d.jsonl", [*GOOD[:2], line, *GOOD[2:]])
+    with pytest.raises(UsageError, match=message):
+        jsonl({"length": 32}, path, 0)
+
+
+def test_jsonl_needs_a_path_and_attributes(tmp_path):
+    with pytest.raises(UsageError, match="needs --data"):
+        jsonl({"length": 32}, None, 0)
+    with pytest.raises(UsageError, match="no attribute field"):
+        jsonl({"length": 32}, _write(tmp_path / "d.jsonl", ['{"text": "a b"}', '{"text": "c"}']), 0)
+    with pytest.raises(UsageError, match="procedural"):
+        TEXT.load_dataset("restaurants", "smoke", tmp_path / "d.jsonl", 0)
+
+
+def test_distinct_and_self_bleu():
+    a, b = "the cat sat on the mat".split(), "a dog ran in the park".split()
+    assert D.distinct([a], 1) == pytest.approx(5 / 6)
+    assert D.distinct([a, a], 2) == pytest.approx(5 / 10)
+    assert D.bleu(a, [a]) == pytest.approx(1.0)
+    assert D.self_bleu([a, a, a]) == pytest.approx(1.0)
+    assert D.self_bleu([a, b]) < 0.1
+    mixed = (D.bleu(b, [a]) + D.bleu(a, [b])) / 2
+    assert D.grouped(D.self_bleu, [a, a, b, a], [0, 0, 1, 1]) == pytest.approx((1.0 + mixed) / 2)
+
+
+def test_language_model_scores_the_end_of_each_sentence():
+    ids = torch.tensor([[5, 6, 0, 0], [7, 0, 0, 0]])
+    inputs, labels = LM.sequences(ids, 0)
+    assert inputs.tolist() == [[0, 5, 6, 0, 0], [0, 7, 0, 0, 0]]
+    assert labels.tolist() == [[5, 6, 0, -100, -100], [7, 0, -100, -100, -100]]
+
+
+def test_smoke_end_to_end(tmp_path):
+    start = time.perf_counter()
+    recs = bench("text", out=tmp_path / "run", preset="smoke", ws=[0.0, 2.0], progress=False)
+    assert time.perf_counter() - start < 60
+    assert [r["w"] for r in recs] == [0.0, 2.0]
+    for r in recs:
+        m = r["metrics"]
+        for key in ("adherence", "adherence/food", "fd", "perplexity", "distinct1", "distinct2", "self_bleu",
+                    "well_formed"):
+            assert key in m
+        assert 0 <= m["adherence"] <= 1 and 0 <= m["well_formed"] <= 1 and m["perplexity"] > 1
+        assert r["n"] == 36 and r["extra"]["evaluator"]["control"] == "exact keyword lexicon"
+    manifest = [json.loads(line) for line in (tmp_path / "run" / "samples" / "manifest.jsonl").read_text().splitlines()]
+    assert len(manifest) == 72 and all(isinstance(m["text"], str) for m in manifest)
+    first = manifest[0]
+    path, _, row = first["path"].partition("#")
+    line = (tmp_path / "run" / "samples" / path).read_text().splitlines()[int(row)]
+    assert json.loads(line)["text"] == first["text"]
+    setting = recs[0]["setting"]
+    assert (tmp_path / "run" / "samples" / setting / "samples.md").read_text().startswith("| # | food | area")
+    assert (tmp_path / "run" / "samples" / f"{setting}.png").stat().st_size > 0
+    # the checkpoint alone (tokenizer inside config.json) is enough to sample and read sentences, snap or not
+    for extra in ([], ["--no-snap"]):
+        out = tmp_path / f"sample{len(extra)}"
+        assert cli(["sample", "--checkpoint", str(tmp_path / "run" / "model"), "--cond", "food=Italian,area=centre",
+                    "--w", "1", "--steps", "3", "--n", "2", "--out", str(out), *extra]) == 0
+        rows = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+        assert len(rows) == 2 and rows[0]["condition"] == {"food": "Italian", "area": "centre"}
