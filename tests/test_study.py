@@ -81,3 +81,10 @@ def test_study_rejects_unknown_modality_and_bad_seeds(tmp_path: Path, capsys: py
     assert "unknown modality 'smell'" in capsys.readouterr().err
     assert main(["study", "--seeds", "0", "--modalities", "toy", "--out", str(tmp_path)]) == 2
     assert not (tmp_path / "study.json").exists()
+
+
+def test_smoke_study_over_every_modality(tmp_path: Path) -> None:
+    """The README's main job at its smallest: every modality, every section, one report (about a minute)."""
+    assert main(["study", "--preset", "smoke", "--seeds", "1", "--out", str(tmp_path)]) == 0
+    text = check_report(tmp_path, ["toy", "image", "audio", "text"])
+    assert "<audio" in text and "<table" in text  # audio players and sentence tables are embedded

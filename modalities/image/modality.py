@@ -38,9 +38,9 @@ PRESETS = {
     # minutes on 2 CPU cores: 16x16 shapes, the whole 12-weight sweep in under 10 minutes
     "quick": Preset(
         {"channels": 24, "mults": [1, 2, 4], "res_blocks": 1, "attention": [4], "heads": 4},
-        _train(steps=1100, batch_size=64, lr=2e-3, ema_decay=0.995),
+        _train(steps=1250, batch_size=64, lr=2e-3, ema_decay=0.995),
         sampler="dpmpp2m", steps=20, per_condition=8, batch=128,
-        data={"size": 16, "train_per_condition": 500, "test_per_condition": 100, "radius_px": [4.5, 6.5]},
+        data={"size": 16, "train_per_condition": 500, "test_per_condition": 100, "radius_px": [5.0, 7.0]},
     ),
     # GPU scale: CIFAR-sized ADM-like U-Net (Dhariwal & Nichol 2021, Table 1 ablation widths)
     "full": Preset(

@@ -35,9 +35,11 @@ class LMConfig:
     seed: int = 0
 
 
-def build(vocab_size: int, length: int, config: LMConfig) -> GPT2LMHeadModel:
-    """A small GPT-2 over the dataset's vocabulary, ``length + 1`` positions (start symbol + sentence)."""
+def build(vocab_size: int, length: int, config: LMConfig, pad_id: int = 0) -> GPT2LMHeadModel:
+    """A small GPT-2 over the dataset's vocabulary, ``length + 1`` positions (start symbol + sentence); the pad
+    is both the start and the end symbol."""
     gpt = GPT2Config(vocab_size=vocab_size, n_positions=length + 1, n_embd=config.dim, n_layer=config.layers,
+                     bos_token_id=pad_id, eos_token_id=pad_id, pad_token_id=pad_id,
                      n_head=config.heads, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
                      tie_word_embeddings=False)  # safetensors checkpoints hold no shared tensors
     return GPT2LMHeadModel(gpt)
@@ -97,6 +99,6 @@ def train_lm(cache: Path, name: str, train: Tensor, test: Tensor, vocab_size: in
         return {"name": name, "fit": asdict(config), "test_perplexity": perplexity(model, test, pad_id),
                 "n_train": len(train)}
 
-    model, info = cached(Path(cache) / "language_models" / f"{name}-{key}", lambda: build(vocab_size, length, config),
-                         run)
+    model, info = cached(Path(cache) / "language_models" / f"{name}-{key}",
+                         lambda: build(vocab_size, length, config, pad_id), run)
     return model, info  # type: ignore[return-value]
