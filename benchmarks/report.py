@@ -175,6 +175,16 @@ def heatmap(matrix: np.ndarray, rows: Sequence[str], cols: Sequence[str], path: 
 
 
 # ----------------------------------------------------------------------------------------------- sections
+def _judge_accuracy(info: dict[str, Any]) -> str:
+    """The judge's held-out accuracy per attribute from an evaluator's info (at its top level or under
+    ``judge``), or the judge's description when it has none (an exact judge)."""
+    judge = info.get("judge", "-")
+    acc = info.get("held_out_accuracy", judge.get("held_out_accuracy") if isinstance(judge, dict) else None)
+    if isinstance(acc, dict):
+        return ", ".join(f"{k} {v:.3f}" for k, v in acc.items() if isinstance(v, float))
+    return str(judge if acc is None else acc)
+
+
 class Report:
     def __init__(self, out: Path):
         self.out = out
@@ -233,8 +243,7 @@ class Report:
         self.add("table", rows=[["package", "version"], *[[k, str(v)] for k, v in s["versions"].items()]])
         rows = [["modality", "dataset", "model", "attributes", "judge held-out accuracy", "sampler", "train time"]]
         for m, e in self.mods.items():
-            acc = e.get("evaluator", {}).get("held_out_accuracy", e.get("evaluator", {}).get("judge", "-"))
-            acc = ", ".join(f"{k} {v:.3f}" for k, v in acc.items()) if isinstance(acc, dict) else str(acc)
+            acc = _judge_accuracy(e.get("evaluator", {}))
             rows.append([m, e.get("dataset", "-"), e.get("model", "-"),
                          "; ".join(f"{a} ({len(v)})" for a, v in e.get("attributes", {}).items()), acc,
                          f"{e.get('sampler')} {e.get('steps')} steps",

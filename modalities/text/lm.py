@@ -39,7 +39,7 @@ def build(vocab_size: int, length: int, config: LMConfig, pad_id: int = 0) -> GP
     """A small GPT-2 over the dataset's vocabulary, ``length + 1`` positions (start symbol + sentence); the pad
     is both the start and the end symbol."""
     gpt = GPT2Config(vocab_size=vocab_size, n_positions=length + 1, n_embd=config.dim, n_layer=config.layers,
-                     bos_token_id=pad_id, eos_token_id=pad_id, pad_token_id=pad_id,
+                     bos_token_id=pad_id, eos_token_id=pad_id,
                      n_head=config.heads, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
                      tie_word_embeddings=False)  # safetensors checkpoints hold no shared tensors
     return GPT2LMHeadModel(gpt)
