@@ -40,6 +40,20 @@ def test_shapes_are_drawn_in_their_colour_over_a_textured_background():
     assert background.std() > 0.08  # not a flat background
 
 
+def test_tilt_limits_the_rotation_of_bars():
+    """Bars turned by at most ``tilt_deg``: untilted they are wider than tall; tilted by 90 degrees, taller."""
+    bar, red = torch.full((8,), 1), torch.zeros(8, dtype=torch.long)
+    for tilt, wide in ((0.0, True), (90.0, False)):
+        x = render(bar, red, 32, torch.Generator().manual_seed(0), (8.0, 10.0), tilt)
+        mask = (x[:, 0] - x[:, 1]) > 1.0  # [N, H, W] red fill against a greyish background
+        width = mask.any(1).sum(-1)  # columns touched
+        height = mask.any(2).sum(-1)  # rows touched
+        if wide:
+            assert (width > 1.5 * height).all()
+        else:
+            assert (height > 1.5 * width).any()  # some bars stand up when any angle up to 90 is allowed
+
+
 def test_builtin_datasets_reject_a_data_path(tmp_path):
     for name in ("shapes", "digits"):
         with pytest.raises(UsageError, match="takes no --data"):
