@@ -6,6 +6,11 @@ tensor shaped like ``x_t`` holding its declared :attr:`prediction`. Guidance nev
 
 Models that diffuse in a learned space (Diffusion-LM, Li et al. 2022) override the optional hooks:
 ``encode`` (data -> x0), ``decode`` (x0 -> data), ``snap`` (the clamping trick, Sec. 4.2) and ``extra_loss``.
+
+A denoiser with ``self_conditioning = True`` is called as ``model(x_t, t, cond, x0_self=...)``, where ``x0_self``
+is its own earlier ``x0`` estimate (``None``: none yet, read as zeros). Self-conditioning (Chen et al. 2022,
+"Analog Bits", Sec. 3.3): the trainer feeds back a detached estimate of the same ``x_t`` in half the batches, the
+samplers feed back the previous step's guided estimate.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ class Denoiser(nn.Module):
     """Base class: subclasses set :attr:`prediction`, :attr:`sample_shape` and implement :meth:`forward`."""
 
     prediction: Prediction = "eps"
+    self_conditioning: bool = False  # forward takes ``x0_self`` (see the module docstring)
 
     def __init__(self, attributes: Attributes, sample_shape: tuple[int, ...]):
         super().__init__()

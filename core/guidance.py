@@ -100,15 +100,30 @@ def coefficients(weights: Tensor) -> Tensor:
 
 
 def evaluate(
-    model: Denoiser, x_t: Tensor, t: Tensor, branches: Sequence[Condition], chunk: int | None = None
+    model: Denoiser,
+    x_t: Tensor,
+    t: Tensor,
+    branches: Sequence[Condition],
+    chunk: int | None = None,
+    x0_self: Tensor | None = None,
 ) -> Tensor:
-    """All branches' predictions from one batched forward (or ``chunk``-sized pieces): ``[A, B, ...]``."""
+    """All branches' predictions from one batched forward (or ``chunk``-sized pieces): ``[A, B, ...]``.
+
+    ``x0_self`` ([B, ...]), for self-conditioning models, is shared by every branch.
+    """
     a, b = len(branches), x_t.shape[0]
-    x = x_t.unsqueeze(0).expand(a, *x_t.shape).reshape(a * b, *x_t.shape[1:])  # [A*B, ...]
-    tt = t.repeat(a)  # [A*B]
-    cond = C.concat(branches)
+
+    def tile(v: Tensor) -> Tensor:
+        return v.unsqueeze(0).expand(a, *v.shape).reshape(a * b, *v.shape[1:])  # [A*B, ...]
+
+    x, tt, cond = tile(x_t), t.repeat(a), C.concat(branches)
+    xs = None if x0_self is None else tile(x0_self)
     step = a * b if chunk is None else chunk
-    outs = [model(x[i : i + step], tt[i : i + step], C.index(cond, slice(i, i + step))) for i in range(0, a * b, step)]
+    outs = []
+    for i in range(0, a * b, step):
+        part = slice(i, i + step)
+        extra = {"x0_self": None if xs is None else xs[part]} if model.self_conditioning else {}
+        outs.append(model(x[part], tt[part], C.index(cond, part), **extra))
     return torch.cat(outs).float().view(a, *x_t.shape)
 
 
@@ -146,6 +161,7 @@ class Guided:
         self.branches = [base] + [C.select(cond, term.attributes) for term in guidance.terms]
         self.weights = torch.tensor([term.w for term in guidance.terms], dtype=torch.float32)  # [K]
         self.forwards = 0  # examples passed through the network: NFE accounting, read by the caller
+        self.x0_prev: Tensor | None = None  # the last guided x0 estimate, fed back to self-conditioning models
 
     def __call__(self, x_t: Tensor, t: Tensor, alpha_bar: Tensor) -> Estimate:
         g = self.guidance
@@ -156,12 +172,15 @@ class Guided:
         needed = coef.ne(0).any(1) | (ref.ne(0).any(1) if g.rule == "rescale" else False)  # [K+1]
         active = needed.nonzero().flatten().tolist()
         dev = x_t.device
-        preds = evaluate(self.model, x_t, t, [C.to(self.branches[j], dev) for j in active], g.chunk)  # [A, B, ...]
+        branches = [C.to(self.branches[j], dev) for j in active]
+        preds = evaluate(self.model, x_t, t, branches, g.chunk, self.x0_prev)  # [A, B, ...]
         self.forwards += len(active) * x_t.shape[0]
         out = (append_dims(coef[active].to(dev), preds.ndim) * preds).sum(0)  # [B, ...]
         if g.rule == "rescale":
             out = rescale(out, (append_dims(ref[active].to(dev), preds.ndim) * preds).sum(0), g.phi)
         est = estimate(self.model.prediction, out, x_t, alpha_bar)
+        if self.model.self_conditioning:
+            self.x0_prev = est.x0  # before snapping: what the model saw in training
         if self.snap:
             x0 = self.model.snap(est.x0)
             est = Estimate(x0, eps_from_x0(x0, x_t, alpha_bar))

@@ -28,7 +28,7 @@ from core import conditions as C
 from core.data import ConditionalDataset
 from core.denoiser import Denoiser
 from core.errors import UsageError
-from core.parameterization import noise, target
+from core.parameterization import estimate, noise, target
 from core.precision import Bf16, autocast, resolve_device
 from core.progress import bar as progress_bar
 from core.schedules import Schedule
@@ -193,9 +193,11 @@ def train(
             cond = C.drop(C.index(data.cond, idx), config.p_uncond, config.p_attr, generator)
             t = torch.randint(schedule.T, (config.batch_size,), generator=generator)
             eps = torch.randn((config.batch_size, *model.sample_shape), generator=generator)
+            # Self-conditioning models see their own estimate in half the batches (Chen et al. 2022, Sec. 3.3).
+            self_cond = model.self_conditioning and bool(torch.rand((), generator=generator) < 0.5)
             mine = slice(rank * per_rank, (rank + 1) * per_rank)
             loss = _loss(net, model, schedule, data.x[idx][mine].to(device), C.to(C.index(cond, mine), device),
-                         t[mine].to(device), eps[mine].to(device), config, device)
+                         t[mine].to(device), eps[mine].to(device), config, device, self_cond)
             for group in optimizer.param_groups:
                 group["lr"] = config.lr_at(step)
             optimizer.zero_grad(set_to_none=True)
@@ -237,13 +239,24 @@ def _loss(
     eps: Tensor,
     config: TrainConfig,
     device: torch.device,
+    self_cond: bool = False,
 ) -> Tensor:
-    """Simple loss ``||target - model(x_t, t, c)||^2`` (Ho et al. 2020, Eq. 14) plus the model's extra term."""
+    """Simple loss ``||target - model(x_t, t, c)||^2`` (Ho et al. 2020, Eq. 14) plus the model's extra term.
+
+    ``self_cond``: first estimate ``x0`` without gradients and feed it back as ``x0_self`` (Chen et al. 2022).
+    """
     with autocast(config.bf16, device):
         x0 = model.encode(batch)
         ab = schedule.at(t)
         x_t = noise(x0, eps, ab)
-        out = net(x_t, t.float(), cond).float()
+        extra_in = {}
+        if model.self_conditioning:
+            x0_self = None
+            if self_cond:
+                with torch.no_grad():
+                    x0_self = estimate(model.prediction, net(x_t, t.float(), cond).float(), x_t, ab).x0
+            extra_in = {"x0_self": x0_self}
+        out = net(x_t, t.float(), cond, **extra_in).float()
         loss = (out - target(model.prediction, x0, eps, ab)).pow(2).mean()
         extra = model.extra_loss(batch, x0, x_t, t, out)
     return loss if extra is None else loss + extra.float()

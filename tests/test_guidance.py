@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from core import conditions as C
+from core.denoiser import Denoiser
 from core.errors import UsageError
 from core.guidance import Guidance, Guided, Term, coefficients
 from core.parameterization import estimate
@@ -132,3 +133,30 @@ def test_guidance_spec_round_trips_and_rejects_bad_values() -> None:
                 dict(terms=(Term(float("nan")),))):
         with pytest.raises(UsageError):
             Guidance(**bad)
+
+
+class _SelfConditioned(Denoiser):
+    """An x0 model that reads its earlier estimate and records every ``x0_self`` it is given."""
+
+    prediction = "x0"
+    self_conditioning = True
+
+    def __init__(self) -> None:
+        super().__init__(ATTRIBUTES, (2,))
+        self.seen: list[torch.Tensor | None] = []
+
+    def forward(self, x_t, t, cond, x0_self=None):
+        self.seen.append(x0_self)
+        out = 0.5 * x_t + cond["cluster"][:, None].float()  # the null index gives another shift
+        return out if x0_self is None else out + 0.25 * x0_self
+
+
+def test_self_conditioning_feeds_back_the_previous_guided_estimate() -> None:
+    model = _SelfConditioned()
+    x, t, ab, cond = _inputs()
+    fn = Guided(model, Guidance.cfg(2.0), cond, num_steps=1000)
+    first = fn(x, t, ab)
+    assert model.seen == [None]  # nothing to read yet: the model's zeros
+    fn(x, t, ab)
+    fed = model.seen[-1]  # [2B, 2]: the unconditional and the conditional branch
+    torch.testing.assert_close(fed, torch.cat([first.x0, first.x0]).float())

@@ -144,3 +144,34 @@ def test_failed_save_leaves_the_previous_checkpoint_intact(tmp_path: Path, monke
     saved = ckpt.load(path)
     assert torch.equal(saved.tensors["model"]["w"], torch.ones(3)) and saved.json["config"] == {"v": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["c"]  # no temporary directories left behind
+
+
+class _SelfConditionedMLP(MLPDenoiser):
+    """The toy MLP made self-conditioning: it adds a learned map of its earlier estimate and logs each call."""
+
+    self_conditioning = True
+
+    def __init__(self) -> None:
+        torch.manual_seed(0)
+        super().__init__(ATTRIBUTES, hidden=32, depth=2, prediction="x0")
+        self.feedback = torch.nn.Linear(2, 2)
+        self.calls: list[tuple[bool, torch.Tensor, torch.Tensor | None, torch.Tensor]] = []
+
+    def forward(self, x_t, t, cond, x0_self=None):
+        out = super().forward(x_t, t, cond)
+        if x0_self is not None:
+            out = out + self.feedback(x0_self)
+        self.calls.append((torch.is_grad_enabled(), x_t.detach(), x0_self, out.detach()))
+        return out
+
+
+def test_self_conditioning_trains_on_its_own_detached_estimate_in_half_the_batches() -> None:
+    model = _SelfConditionedMLP()
+    train(model, SCHEDULE, toy_data(), _small(40), progress=False)
+    fed = [i for i, (grad, _, x0_self, _) in enumerate(model.calls) if x0_self is not None]
+    assert 10 <= len(fed) <= 30  # a fair coin per batch over 40 batches
+    for i in fed:  # the estimate comes from a gradient-free pass on the same x_t, just before
+        grad_before, x_before, self_before, out_before = model.calls[i - 1]
+        assert not grad_before and self_before is None and model.calls[i][0]
+        assert torch.equal(x_before, model.calls[i][1]) and torch.equal(model.calls[i][2], out_before)
+    assert len(model.calls) == 40 + len(fed)

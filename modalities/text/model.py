@@ -47,6 +47,9 @@ class EmbeddingDiffusionLM(Denoiser):
             expected embedding under the tied head, ``softmax(logits(y)) EMB`` (score interpolation, Dieleman et al.
             2022, Sec. 3), so the estimate is a mixture of words and the rounding loss on it is a word-level
             cross-entropy.
+        self_condition: also read the model's own earlier x0 estimate, concatenated to ``x_t`` per token
+            (self-conditioning, Chen et al. 2022, Sec. 3.3; Strudel et al. 2022 find it key for embedding
+            diffusion).
     """
 
     prediction = "x0"
@@ -54,16 +57,18 @@ class EmbeddingDiffusionLM(Denoiser):
     def __init__(self, attributes: Attributes, *, vocab_size: int, length: int, pad_id: int = 0,
                  embed_dim: int = 16, hidden: int = 128, layers: int = 3, heads: int = 4, dropout: float = 0.0,
                  prior_alpha_bar: float = 0.0, rounding: Rounding = "x0", rounding_weight: float = 1.0,
-                 head: Head = "linear"):
+                 head: Head = "linear", self_condition: bool = False):
         super().__init__(attributes, (length, embed_dim))
         check_choice("rounding", rounding, ("x0", "both"))
         check_choice("x0 head", head, ("linear", "mixture"))
         self.args = {"vocab_size": vocab_size, "length": length, "pad_id": pad_id, "embed_dim": embed_dim,
                      "hidden": hidden, "layers": layers, "heads": heads, "dropout": dropout,
                      "prior_alpha_bar": prior_alpha_bar, "rounding": rounding, "rounding_weight": rounding_weight,
-                     "head": head}
+                     "head": head, "self_condition": self_condition}
+        self.self_conditioning = self_condition
         self.embed = nn.Embedding(vocab_size, embed_dim)  # N(0, 1) init, as Diffusion-LM
-        self.up = nn.Sequential(nn.Linear(embed_dim, hidden), nn.Tanh(), nn.Linear(hidden, hidden))
+        inputs = embed_dim * (2 if self_condition else 1)  # x_t, and the earlier estimate when self-conditioning
+        self.up = nn.Sequential(nn.Linear(inputs, hidden), nn.Tanh(), nn.Linear(hidden, hidden))
         self.time = TimeEmbedding(hidden // 2, hidden)
         self.cond = ConditionEmbedding(attributes, hidden)
         config = BertConfig(vocab_size=1, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
@@ -72,7 +77,9 @@ class EmbeddingDiffusionLM(Denoiser):
         self.bert = BertModel(config, add_pooling_layer=False)  # its learned absolute positions are ours
         self.down = nn.Sequential(nn.Linear(hidden, hidden), nn.Tanh(), nn.Linear(hidden, embed_dim))
 
-    def forward(self, x_t: Tensor, t: Tensor, cond: Condition) -> Tensor:
+    def forward(self, x_t: Tensor, t: Tensor, cond: Condition, x0_self: Tensor | None = None) -> Tensor:
+        if self.self_conditioning:  # [B, L, 2d]: the noisy input beside the earlier estimate (zeros: none yet)
+            x_t = torch.cat([x_t, torch.zeros_like(x_t) if x0_self is None else x0_self.to(x_t.dtype)], -1)
         h = self.up(x_t) + (self.time(t) + self.cond(cond))[:, None]  # [B, L, H]
         h = self.bert(inputs_embeds=h).last_hidden_state  # [B, L, H]
         y = self.down(h)  # [B, L, d]
