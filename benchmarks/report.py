@@ -420,10 +420,10 @@ class Report:
             for a, names in attrs.items():
                 conf = np.sum([np.array(r["extra"]["confusion"][a]) for r in groups[worst]], axis=0).astype(float)
                 self.add("img", f"{m}: requested vs judged {a} at w = {worst:g}",
-                         path=heatmap(conf / conf.sum(1, keepdims=True).clip(min=1), names, names,
+                         path=heatmap(conf / conf.sum(1, keepdims=True).clip(min=1), names, [*names, "none"],
                                       self.plots / f"confusion_{m}_{a}.png", f"{m}, w = {worst:g}: {a}",
                                       "judged", "requested"))
-                share = (conf / conf.sum(1, keepdims=True).clip(min=1))
+                share = (conf / conf.sum(1, keepdims=True).clip(min=1))[:, :len(names)]  # values, not "none"
                 np.fill_diagonal(share, np.nan)
                 top = np.nanmax(share, axis=1)
                 opposite.append(f"{a}: the most frequent wrong value takes {np.nanmean(top):.0%} of samples on "

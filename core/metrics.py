@@ -80,11 +80,13 @@ def adherence(requested: Condition, predicted: Mapping[str, Tensor]) -> dict[str
 
 
 def confusion(requested: Tensor, predicted: Tensor, n: int) -> list[list[int]]:
-    """``[n x n]`` counts: row = requested value, column = judged value (requested NULL rows are skipped)."""
-    m = torch.zeros(n, n, dtype=torch.long)
+    """``[n x (n + 1)]`` counts: row = requested value, column = judged value, the last column "none" (a judge
+    that found no value, e.g. a sentence that never names the attribute). Requested NULL rows are skipped."""
+    m = torch.zeros(n, n + 1, dtype=torch.long)
     keep = requested != NULL
-    m.index_put_((requested[keep].cpu(), predicted[keep].cpu()), torch.ones(int(keep.sum()), dtype=torch.long),
-                 accumulate=True)
+    judged = predicted[keep].cpu()
+    judged = torch.where((judged >= 0) & (judged < n), judged, n)
+    m.index_put_((requested[keep].cpu(), judged), torch.ones(int(keep.sum()), dtype=torch.long), accumulate=True)
     return m.tolist()
 
 

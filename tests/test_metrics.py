@@ -49,7 +49,9 @@ def test_adherence_joint_and_per_attribute_with_unrequested_attributes() -> None
     assert out["adherence/a"] == pytest.approx(2 / 3)
     assert out["adherence/b"] == pytest.approx(2 / 3)
     assert out["adherence"] == pytest.approx(2 / 4)  # rows 0 and 2 have every requested attribute right
-    assert M.confusion(req["a"], pred["a"], 2) == [[1, 0], [1, 1]]
+    assert M.confusion(req["a"], pred["a"], 2) == [[1, 0, 0], [1, 1, 0]]
+    # a judge that finds no value (-1, e.g. an attribute never named) lands in the last, "none" column
+    assert M.confusion(torch.tensor([0, 1, 1]), torch.tensor([-1, 1, -1]), 2) == [[0, 0, 1], [0, 1, 1]]
 
 
 def test_mean_ci_and_spearman() -> None:
