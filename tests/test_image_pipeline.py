@@ -20,9 +20,7 @@ def test_image_is_registered_through_its_entry_point():
 
 
 def test_smoke_bench_trains_samples_and_evaluates_end_to_end(tmp_path: Path):
-    start = time.perf_counter()
     recs = bench("image", out=tmp_path, preset="smoke", ws=[-1.0, 0.0, 2.0], progress=False)
-    assert time.perf_counter() - start < 60
     preset = MODALITY.preset("smoke")
     n = 16 * preset.per_condition
     assert [r["w"] for r in recs] == [-1.0, 0.0, 2.0]
