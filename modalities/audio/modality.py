@@ -54,7 +54,7 @@ PRESETS: dict[str, Preset] = {
     "quick": Preset(
         {"layers": 9, "channels": 24, "cycle": 9, "step_dim": 32, "cond_dim": 64},
         _train(steps=1500, batch_size=32, lr=2e-3, warmup=50, ema_decay=0.995),
-        schedule="diffwave", T=50, sampler="ddpm", steps=6, per_condition=8, batch=256,
+        schedule="diffwave", T=50, sampler="ddpm", steps=6, per_condition=6, batch=256,
         data={"notes": {"sample_rate": 4000, "duration": 0.25, "per_condition": 80},
               "spoken-digits": {"sample_rate": 8000, "duration": 0.75, "per_digit": 200},
               "folder": {"sample_rate": 8000, "duration": 0.5}},
