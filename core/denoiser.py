@@ -56,3 +56,8 @@ class Denoiser(nn.Module):
     def config(self) -> dict[str, Any]:
         """JSON-serialisable constructor arguments, stored in checkpoints."""
         raise NotImplementedError
+
+
+def self_conditioned(model: nn.Module) -> bool:
+    """Whether ``model`` takes ``x0_self``; ``False`` for duck-typed denoisers that do not say."""
+    return bool(getattr(model, "self_conditioning", False))

@@ -29,7 +29,7 @@ from torch import Tensor
 
 from core import conditions as C
 from core.conditions import Condition
-from core.denoiser import Denoiser
+from core.denoiser import Denoiser, self_conditioned
 from core.errors import UsageError, check_choice
 from core.parameterization import Estimate, append_dims, eps_from_x0, estimate
 
@@ -122,7 +122,7 @@ def evaluate(
     outs = []
     for i in range(0, a * b, step):
         part = slice(i, i + step)
-        extra = {"x0_self": None if xs is None else xs[part]} if model.self_conditioning else {}
+        extra = {"x0_self": None if xs is None else xs[part]} if self_conditioned(model) else {}
         outs.append(model(x[part], tt[part], C.index(cond, part), **extra))
     return torch.cat(outs).float().view(a, *x_t.shape)
 
@@ -179,7 +179,7 @@ class Guided:
         if g.rule == "rescale":
             out = rescale(out, (append_dims(ref[active].to(dev), preds.ndim) * preds).sum(0), g.phi)
         est = estimate(self.model.prediction, out, x_t, alpha_bar)
-        if self.model.self_conditioning:
+        if self_conditioned(self.model):
             self.x0_prev = est.x0  # before snapping: what the model saw in training
         if self.snap:
             x0 = self.model.snap(est.x0)

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from core import checkpoint as ckpt
 from core import conditions as C
 from core.data import ConditionalDataset
-from core.denoiser import Denoiser
+from core.denoiser import Denoiser, self_conditioned
 from core.errors import UsageError
 from core.parameterization import estimate, noise, target
 from core.precision import Bf16, autocast, resolve_device
@@ -194,7 +194,7 @@ def train(
             t = torch.randint(schedule.T, (config.batch_size,), generator=generator)
             eps = torch.randn((config.batch_size, *model.sample_shape), generator=generator)
             # Self-conditioning models see their own estimate in half the batches (Chen et al. 2022, Sec. 3.3).
-            self_cond = model.self_conditioning and bool(torch.rand((), generator=generator) < 0.5)
+            self_cond = self_conditioned(model) and bool(torch.rand((), generator=generator) < 0.5)
             mine = slice(rank * per_rank, (rank + 1) * per_rank)
             loss = _loss(net, model, schedule, data.x[idx][mine].to(device), C.to(C.index(cond, mine), device),
                          t[mine].to(device), eps[mine].to(device), config, device, self_cond)
@@ -250,7 +250,7 @@ def _loss(
         ab = schedule.at(t)
         x_t = noise(x0, eps, ab)
         extra_in = {}
-        if model.self_conditioning:
+        if self_conditioned(model):
             x0_self = None
             if self_cond:
                 with torch.no_grad():
