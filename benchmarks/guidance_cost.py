@@ -80,8 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             spec = modality.preset(args.preset)
             splits = modality.load_dataset(None, args.preset, None, 0)
-            torch.manual_seed(0)
-            model = modality.build_model(spec.model, splits.train.attributes, splits.train.info).eval()
+            model = modality.init_model(spec, splits.train, 0).eval()
             schedule, model_id = modality.schedule(spec), f"{args.modality}/{args.preset} (random weights)"
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)

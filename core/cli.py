@@ -153,7 +153,7 @@ def _train(args: argparse.Namespace) -> int:
     }.items() if v is not None}
     config = replace(spec.train, **overrides)
     splits = modality.load_dataset(args.dataset, args.preset, args.data, args.seed)
-    model = modality.build_model(spec.model, splits.train.attributes, splits.train.info)
+    model = modality.init_model(spec, splits.train, config.seed)
     dataset = args.dataset or modality.default_dataset
     meta = {"modality": modality.name, "dataset": dataset, "preset": args.preset, "data_info": splits.train.info}
     result = train(model, modality.schedule(spec), splits.train, config, out=args.out, meta=meta)

@@ -139,7 +139,7 @@ def prepare(
         model_id, stats, train_config = str(checkpoint), {}, config["train"]
     else:
         tc = replace(spec.train, **dict(train_overrides or {}))
-        model = modality.build_model(spec.model, splits.train.attributes, splits.train.info)
+        model = modality.init_model(spec, splits.train, tc.seed)
         schedule = modality.schedule(spec)
         meta = {"modality": modality.name, "dataset": dataset, "preset": preset, "data_info": splits.train.info}
         result = train(model, schedule, splits.train, tc, out=model_dir, meta=meta, progress=progress)

@@ -15,9 +15,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import Tensor
 
-from core.data import Splits
+from core.data import ConditionalDataset, Splits
 from core.denoiser import Denoiser
 from core.errors import UsageError, check_choice
 from core.evaluation import Evaluator
@@ -68,6 +69,13 @@ class Modality(abc.ABC):
 
     def schedule(self, preset: Preset) -> Schedule:
         return make_schedule(preset.schedule, preset.T)
+
+    def init_model(self, preset: Preset, data: ConditionalDataset, seed: int) -> Denoiser:
+        """A fresh denoiser for ``preset`` and ``data``, its weights drawn from ``seed`` (same seed, same
+        weights); the global RNG is left as it was."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return self.build_model(preset.model, data.attributes, data.info)
 
     @abc.abstractmethod
     def build_model(self, config: Mapping[str, Any], attributes: Mapping[str, list[str]],
