@@ -119,10 +119,11 @@ def evaluate(
     x, tt, cond = tile(x_t), t.repeat(a), C.concat(branches)
     xs = None if x0_self is None else tile(x0_self)
     step = a * b if chunk is None else chunk
+    takes_x0 = self_conditioned(model)  # only models that say so get the keyword
     outs = []
     for i in range(0, a * b, step):
         part = slice(i, i + step)
-        extra = {"x0_self": None if xs is None else xs[part]} if self_conditioned(model) else {}
+        extra = {"x0_self": None if xs is None else xs[part]} if takes_x0 else {}
         outs.append(model(x[part], tt[part], C.index(cond, part), **extra))
     return torch.cat(outs).float().view(a, *x_t.shape)
 
