@@ -88,3 +88,19 @@ def test_smoke_study_over_every_modality(tmp_path: Path) -> None:
     assert main(["study", "--preset", "smoke", "--seeds", "1", "--out", str(tmp_path)]) == 0
     text = check_report(tmp_path, ["toy", "image", "audio", "text"])
     assert "<audio" in text and "<table" in text  # audio players and sentence tables are embedded
+
+
+def test_step_counts_follow_each_presets_own_steps_and_stay_within_its_schedule() -> None:
+    from core.registry import get
+
+    plan = study_module.PLANS["quick"]
+
+    def counts(spec) -> list[int]:
+        steps = study_module.section_settings(plan, spec, ["a", "b"])["steps"]
+        return sorted({s.steps for s in steps})
+
+    assert counts(get("audio").preset("quick")) == [2, 3, 6]  # around DiffWave's 6-step fast schedule
+    assert counts(get("image").preset("quick")) == [5, 10, 20]
+    full = get("audio").preset("full")  # 5 x 200 steps would overrun its T = 200 schedule
+    full_steps = study_module.section_settings(study_module.PLANS["full"], full, ["a", "b"])["steps"]
+    assert max(s.steps for s in full_steps) == full.T
