@@ -4,8 +4,8 @@ Each clip is one note of an octatonic scale in octave 4 (eight pitch classes wit
 neighbours, so the classes are close enough to leave room for guidance) played by one of four instruments:
 ``sine``, band-limited ``square`` and ``saw`` (additive synthesis, harmonics below 0.45 of the sample rate), and
 ``pluck``, a plucked string by the Karplus-Strong algorithm (Karplus & Strong 1983) with a fractional delay line.
-Loudness, attack/decay/release, start phase, brightness and a light vibrato are random; a fixed data seed makes
-the clips and the train/test split the same on every run.
+Loudness, attack/decay/release, start phase, a saw's brightness and a light vibrato are random; a fixed data
+seed makes the clips and the train/test split the same on every run.
 """
 
 from __future__ import annotations
@@ -59,14 +59,16 @@ def _phase(f0: np.ndarray, length: int, sr: int, rng: np.random.Generator) -> np
 
 
 def additive(f0: np.ndarray, kind: str, length: int, sr: int, rng: np.random.Generator) -> np.ndarray:
-    """Band-limited sine / square / sawtooth waves ``[n, L]`` (Fourier series with a random brightness roll-off)."""
+    """Band-limited sine / square / sawtooth waves ``[n, L]`` (Fourier series; random roll-off on saws)."""
     phase = _phase(f0, length, sr, rng)
     if kind == "sine":
         return np.sin(phase)
     top = int(0.45 * sr / f0.min())
     k = np.arange(1, top + 1)  # harmonic numbers
     amp = (1.0 / k) * (k % 2 == 1) if kind == "square" else (-1.0) ** (k + 1) / k  # [K]
-    rolloff = rng.uniform(0.0, 0.5, (len(f0), 1))  # extra -6 dB/octave slope: brightness
+    # extra slope (up to -3 dB/octave): brightness, for saws only; squares keep their full odd partials, since
+    # at 4 kHz a dull square (a fundamental and one faint third) is hardly told from a sine
+    rolloff = rng.uniform(0.0, 0.5, (len(f0), 1)) * (kind == "saw")
     amp = amp[None] * k[None] ** -rolloff * (k[None] * f0[:, None] < 0.45 * sr)  # [n, K]
     out = np.einsum("nk,nkl->nl", amp, np.sin(k[None, :, None] * phase[:, None]))
     return out / np.abs(out).max(axis=1, keepdims=True)
