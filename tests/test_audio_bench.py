@@ -21,6 +21,7 @@ def test_smoke_bench_end_to_end(tmp_path: Path) -> None:
         assert r["nfe"] == (6 if r["w"] in (0.0, -1.0) else 12)  # one branch at w = 0 and -1, two otherwise
         assert (tmp_path / r["picture"]).stat().st_size > 0
     assert recs[0]["extra"]["evaluator"]["objective"] == "pYIN pitch-class accuracy"
+    assert recs[0]["extra"]["evaluator"]["real_test_pitch_accuracy"] >= 0.9  # real notes are in tune
     manifest = [json.loads(line) for line in (tmp_path / "samples" / "manifest.jsonl").read_text().splitlines()]
     assert len(manifest) == 10 * 32  # 8 pitches x 4 timbres, one sample each, per setting
     audio, rate = sf.read(tmp_path / "samples" / manifest[0]["path"])
