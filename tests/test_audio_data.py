@@ -12,7 +12,7 @@ from core.errors import UsageError
 from modalities.audio import speech
 from modalities.audio.clips import PEAK
 from modalities.audio.folder import folder_dataset
-from modalities.audio.notes import MIDI, PITCHES, TIMBRES, midi_to_hz, notes_dataset, synthesize
+from modalities.audio.notes import MIDI, PITCHES, TIMBRES, additive, midi_to_hz, notes_dataset, synthesize
 from modalities.audio.pitch import f0_midi, pitch_accuracy, pitch_class
 
 SMALL = {"sample_rate": 8000, "duration": 0.1, "per_condition": 3}
@@ -56,6 +56,23 @@ def test_every_synthesized_timbre_has_its_pitch() -> None:
     cents = 100 * (f0_midi(clips, 8000) - np.asarray(MIDI)[pitch])
     assert np.abs(cents).max() < 30  # Karplus-Strong's fractional delay keeps plucks in tune too
     assert midi_to_hz(69) == 440.0
+
+
+def _partial_ratio(kind: str, harmonic: int, n: int = 16) -> np.ndarray:
+    """Amplitude of one harmonic over the fundamental's, per clip, from the energy within 40 Hz of each."""
+    sr, f0 = 8000, 220.0
+    clips = additive(np.full(n, f0), kind, sr, sr, np.random.default_rng(0))  # [n, L], one second each
+    power = np.abs(np.fft.rfft(clips * np.hanning(sr), axis=1)) ** 2  # 1 Hz bins
+    band = lambda hz: power[:, int(hz) - 40 : int(hz) + 41].sum(1)  # noqa: E731 (vibrato spreads each partial)
+    return np.sqrt(band(harmonic * f0) / band(f0))
+
+
+def test_squares_keep_their_odd_partials_and_saws_vary_in_brightness() -> None:
+    squares = _partial_ratio("square", 3)
+    assert np.all(np.abs(squares - 1 / 3) < 0.03)  # the Fourier series' 1/3: no roll-off on squares
+    assert np.all(_partial_ratio("square", 2) < 0.01)  # and no even partials
+    saws = _partial_ratio("saw", 3)
+    assert saws.max() < 0.36 and saws.max() - saws.min() > 0.05  # a random roll-off darkens saws
 
 
 def _write(path: Path, data: np.ndarray, rate: int) -> None:
