@@ -67,7 +67,8 @@ def additive(f0: np.ndarray, kind: str, length: int, sr: int, rng: np.random.Gen
     k = np.arange(1, top + 1)  # harmonic numbers
     amp = (1.0 / k) * (k % 2 == 1) if kind == "square" else (-1.0) ** (k + 1) / k  # [K]
     # extra slope (up to -3 dB/octave): brightness, for saws only; squares keep their full odd partials, since
-    # at 4 kHz a dull square (a fundamental and one faint third) is hardly told from a sine
+    # at 4 kHz a dull square (a fundamental and one faint third) is hardly told from a sine. It is drawn for
+    # every kind, so the random stream, and with it every other clip, is what it was before squares lost it.
     rolloff = rng.uniform(0.0, 0.5, (len(f0), 1)) * (kind == "saw")
     amp = amp[None] * k[None] ** -rolloff * (k[None] * f0[:, None] < 0.45 * sr)  # [n, K]
     out = np.einsum("nk,nkl->nl", amp, np.sin(k[None, :, None] * phase[:, None]))
