@@ -19,7 +19,8 @@ import torch
 from torch import Tensor, nn
 
 from core import checkpoint as ckpt
-from core.conditions import Attributes, Condition
+from core import metrics as M
+from core.conditions import NULL, Attributes, Condition
 from core.data import ConditionalDataset
 from core.progress import bar
 
@@ -69,7 +70,7 @@ def fit(
         if augment is not None:
             x = augment(x, g)
         _, logits = judge(x)
-        loss = sum(nn.functional.cross_entropy(logits[a], train.cond[a][idx]) for a in logits)
+        loss = sum(_cross_entropy(logits[a], train.cond[a][idx]) for a in logits)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -90,11 +91,18 @@ def predict(judge: Judge, x: Tensor, batch_size: int = 512) -> tuple[Tensor, dic
     return torch.cat(feats), {a: torch.cat([p[a] for p in preds]) for a in preds[0]}
 
 
+def _cross_entropy(logits: Tensor, target: Tensor) -> Tensor:
+    """Mean cross-entropy over the labelled rows (``NULL``: the example does not state the attribute)."""
+    total = nn.functional.cross_entropy(logits, target, ignore_index=NULL, reduction="sum")
+    return total / (target != NULL).sum().clamp(min=1)
+
+
 def accuracy(judge: Judge, x: Tensor, cond: Condition) -> dict[str, float]:
+    """Accuracy per attribute and ``joint`` (every labelled attribute right); ``NULL`` labels are skipped."""
     _, pred = predict(judge, x)
-    out = {a: (pred[a] == cond[a]).double().mean().item() for a in pred}
-    joint = torch.stack([pred[a] == cond[a] for a in pred]).all(0)
-    out["joint"] = joint.double().mean().item()
+    scores = M.adherence(cond, pred)
+    out = {a: scores.get(f"adherence/{a}", float("nan")) for a in pred}
+    out["joint"] = scores["adherence"]
     return out
 
 

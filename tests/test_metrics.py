@@ -4,8 +4,12 @@ import numpy as np
 import pytest
 import torch
 from scipy import linalg
+from torch import nn
 
 from core import metrics as M
+from core.conditions import NULL
+from core.data import ConditionalDataset
+from core.judge import FitConfig, Judge, fit, predict
 
 
 def test_frechet_distance_matches_scipy_sqrtm_reference() -> None:
@@ -59,3 +63,20 @@ def test_mean_ci_and_spearman() -> None:
     assert mean == 2.0 and half == pytest.approx(4.302653 * 1.0 / np.sqrt(3), rel=1e-5)
     assert M.mean_ci([5.0]) == (5.0, 0.0)
     assert M.spearman([0, 1, 2, 3], [0.1, 0.5, 0.4, 0.9]) == pytest.approx(0.8)
+
+
+def test_judge_learns_from_and_skips_unlabelled_examples() -> None:
+    """A NULL label (the example does not state the attribute) is left out of the judge's loss and accuracy."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(600, 4, generator=g)
+    sign = (x[:, 0] > 0).long()
+    label = torch.where(torch.rand(600, generator=g) < 0.3, torch.full_like(sign, NULL), sign)
+    attrs = {"sign": ["neg", "pos"]}
+    train = ConditionalDataset("toy", x[:400], {"sign": label[:400]}, attrs)
+    test = ConditionalDataset("toy", x[400:], {"sign": label[400:]}, attrs)
+    judge = Judge(nn.Linear(4, 8), 8, attrs)
+    acc = fit(judge, train, test, FitConfig(steps=200, batch_size=64, lr=1e-2), progress=False)
+    assert acc["sign"] > 0.95 and acc["joint"] == acc["sign"]  # finite: NULL rows neither crash nor count
+    _, pred = predict(judge, test.x)
+    keep = test.cond["sign"] != NULL
+    assert acc["sign"] == (pred["sign"][keep] == test.cond["sign"][keep]).double().mean().item()

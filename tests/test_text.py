@@ -13,6 +13,7 @@ import torch
 from core import registry
 from core.bench import bench
 from core.cli import main as cli
+from core.conditions import NULL
 from core.errors import UsageError
 from modalities.text import diversity as D
 from modalities.text import lm as LM
@@ -27,7 +28,7 @@ TEXT = registry.get("text")
 
 @pytest.fixture(scope="module")
 def corpus() -> tuple[list[str], dict[str, list[int]]]:
-    return R.sentences(400, 0.1, random.Random(0))
+    return R.sentences(400, 0.1, 0.0, random.Random(0))  # omissions, no swapped values
 
 
 @pytest.fixture(scope="module")
@@ -80,13 +81,30 @@ def test_lexicon_is_exact_on_the_grammar(corpus):
             for value, phrases in by_value.items():
                 for p in phrases:
                     assert R.extract(p.split())[attr] == R.ATTRIBUTES[attr].index(value), p
-    mentioned = 0
     for i, text in enumerate(texts):
-        found = R.extract([w for w, _ in T.PRE_TOKENIZER.pre_tokenize_str(text)])
+        found = R.extract(_words(text))
+        assert found == {a: labels[a][i] for a in R.ATTRIBUTES}  # an unsaid attribute is labelled NULL
+
+
+def _words(text: str) -> list[str]:
+    return [w for w, _ in T.PRE_TOKENIZER.pre_tokenize_str(text)]
+
+
+def test_corpus_noise_rates_match_omit_and_swap():
+    texts, labels = R.sentences(3000, 0.1, 0.2, random.Random(0))
+    unsaid = swapped = said = 0
+    for i, text in enumerate(texts):
+        found = R.extract(_words(text))
         for a in R.ATTRIBUTES:
-            assert found[a] in (labels[a][i], -1)
-            mentioned += found[a] != -1
-    assert 0.85 < mentioned / (3 * len(texts)) < 0.95  # omit = 0.1
+            if labels[a][i] == NULL:
+                assert found[a] == NULL
+                unsaid += 1
+            else:
+                assert found[a] != NULL
+                said += 1
+                swapped += found[a] != labels[a][i]
+    assert abs(unsaid / (3 * len(texts)) - 0.1) < 0.02
+    assert abs(swapped / said - 0.2) < 0.02
 
 
 @pytest.fixture(scope="module")
