@@ -105,6 +105,16 @@ def test_corpus_noise_rates_match_omit_and_swap():
                 swapped += found[a] != labels[a][i]
     assert abs(unsaid / (3 * len(texts)) - 0.1) < 0.02
     assert abs(swapped / said - 0.2) < 0.02
+    _, kept = R.sentences(3000, 0.1, 0.2, random.Random(0), label_unsaid=True)  # the same sentences
+    assert all(v != NULL for values in kept.values() for v in values)
+    assert all(k == v for a in kept for k, v in zip(kept[a], labels[a], strict=True) if v != NULL)
+
+
+@pytest.mark.parametrize("bad, message", [({"unsaid": "dropped"}, "valid: null, labelled"),
+                                          ({"swap": 1.5}, "swap must be a probability")])
+def test_restaurants_rejects_bad_options(bad, message):
+    with pytest.raises(UsageError, match=message):
+        R.restaurants({"n_train": 10, "n_test": 5, "length": 32, **bad}, None, 0)
 
 
 @pytest.fixture(scope="module")
