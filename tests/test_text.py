@@ -110,6 +110,19 @@ def test_corpus_noise_rates_match_omit_and_swap():
     assert all(k == v for a in kept for k, v in zip(kept[a], labels[a], strict=True) if v != NULL)
 
 
+def test_restaurants_omissions_keeps_every_label_and_states_no_wrong_value():
+    splits = TEXT.load_dataset("restaurants-omissions", "smoke", None, 0)
+    tok = T.from_info(splits.train.info)
+    found = [R.extract(s) for s in T.tokens(tok, splits.train.x)]
+    unsaid = 0
+    for a, labels in splits.train.cond.items():
+        assert bool((labels != NULL).all())
+        for f, label in zip(found, labels.tolist(), strict=True):
+            assert f[a] in (label, NULL)
+            unsaid += f[a] == NULL
+    assert 0.05 < unsaid / (3 * len(found)) < 0.15  # omit = 0.1
+
+
 @pytest.mark.parametrize("bad, message", [({"unsaid": "dropped"}, "valid: null, labelled"),
                                           ({"swap": 1.5}, "swap must be a probability")])
 def test_restaurants_rejects_bad_options(bad, message):

@@ -1,7 +1,8 @@
 """The text modality plug-in: Diffusion-LM-style embedding diffusion with classifier-free guidance.
 
-Datasets ``restaurants`` (procedural, the default) and ``jsonl`` (a user file); the denoiser
-:class:`EmbeddingDiffusionLM`; the evaluator of :mod:`modalities.text.evaluator`; JSONL + Markdown samples.
+Datasets ``restaurants`` (procedural, the default), ``restaurants-omissions`` (its E2E-labelled variant) and
+``jsonl`` (a user file); the denoiser :class:`EmbeddingDiffusionLM`; the evaluator of
+:mod:`modalities.text.evaluator`; JSONL + Markdown samples.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from modalities.text import outputs
 from modalities.text.evaluator import TextEvaluator, build_evaluator
 from modalities.text.jsonl import jsonl
 from modalities.text.model import EmbeddingDiffusionLM
-from modalities.text.restaurants import restaurants
+from modalities.text.restaurants import restaurants, restaurants_omissions
 
 SCHEDULE = "sqrt"  # Li et al. 2022, App. A
 
@@ -40,7 +41,8 @@ class TextModality(Modality):
     default_dataset = "restaurants"
 
     def __init__(self) -> None:
-        self.datasets = {"restaurants": restaurants, "jsonl": jsonl}
+        self.datasets = {"restaurants": restaurants, "restaurants-omissions": restaurants_omissions,
+                         "jsonl": jsonl}
         self.presets = {
             "smoke": Preset(_model(200, embed_dim=16, hidden=32, layers=1, heads=2, self_condition=True),
                             _train(steps=40, batch_size=32, warmup=10), schedule=SCHEDULE, T=200, sampler="ddim",
