@@ -36,8 +36,8 @@ from modalities.text.grammar import Grammar, join
 FOODS = ["Italian", "Chinese", "Indian", "French", "Japanese", "Mexican"]
 DISHES = {"Italian": ("pizza", "pasta"), "Chinese": ("noodles", "dumplings"), "Indian": ("curry", "naan"),
           "French": ("crepes", "croissants"), "Japanese": ("sushi", "ramen"), "Mexican": ("tacos", "burritos")}
-UNSAID = ("null", "labelled")  # the label of an attribute a sentence leaves unsaid
 ATTRIBUTES = {"food": FOODS, "area": ["centre", "riverside"], "price": ["cheap", "moderate", "expensive"]}
+UNSAID = ("null", "labelled")  # the label of an attribute a sentence leaves unsaid
 
 PHRASES = {
     "food": {"np": {f: [f"{f} food", f"{f} cuisine", *DISHES[f]] for f in FOODS}},
@@ -121,6 +121,11 @@ def extract(tokens: Sequence[str]) -> dict[str, int]:
     return out
 
 
+def _other(value: int, n: int, rng: random.Random) -> int:
+    """A value index drawn uniformly from the ``n - 1`` that are not ``value``."""
+    return (value + 1 + rng.randrange(n - 1)) % n
+
+
 def sentences(n: int, omit: float, swap: float, rng: random.Random, *,
               label_unsaid: bool = False) -> tuple[list[str], dict[str, list[int]]]:
     """``n`` sentences with uniform attribute values (the labels). Each attribute is unsaid with probability
@@ -130,8 +135,7 @@ def sentences(n: int, omit: float, swap: float, rng: random.Random, *,
     for _ in range(n):
         values = {a: rng.randrange(len(v)) for a, v in ATTRIBUTES.items()}
         mention = {a for a in ATTRIBUTES if rng.random() >= omit}
-        said = {a: (v + 1 + rng.randrange(len(ATTRIBUTES[a]) - 1)) % len(ATTRIBUTES[a]) if rng.random() < swap
-                else v for a, v in values.items()}
+        said = {a: _other(v, len(ATTRIBUTES[a]), rng) if rng.random() < swap else v for a, v in values.items()}
         texts.append(join(GRAMMAR.sample(said, mention, rng)))
         for a, v in values.items():
             labels[a].append(v if a in mention or label_unsaid else NULL)
@@ -150,8 +154,9 @@ def restaurants(options: Mapping[str, Any], path: Path | None, seed: int) -> Spl
             raise UsageError(f"restaurants option {name} must be a probability in [0, 1], got {p}")
     unsaid = options.get("unsaid", "null")
     check_choice("label for unsaid attributes", unsaid, UNSAID)
-    train = sentences(int(options["n_train"]), *noise, rng, label_unsaid=unsaid == "labelled")
-    test = sentences(int(options["n_test"]), *noise, rng, label_unsaid=unsaid == "labelled")
+    labelled = unsaid == "labelled"
+    train = sentences(int(options["n_train"]), *noise, rng, label_unsaid=labelled)
+    test = sentences(int(options["n_test"]), *noise, rng, label_unsaid=labelled)
     return labelled_splits("restaurants", ATTRIBUTES, train, test, int(options["length"]))
 
 
