@@ -1,4 +1,4 @@
-"""Classifier-free guidance: combine K+1 conditional predictions, evaluated in one batched forward.
+"""Guidance: what to do at each sampling step (:class:`Guidance`) and the engine that does it (:class:`Guided`).
 
 Convention (the paper's ``w``, stated once, used everywhere; Ho & Salimans 2021, Eq. 6):
 
@@ -9,32 +9,39 @@ Convention (the paper's ``w``, stated once, used everywhere; Ho & Salimans 2021,
 * a negative condition in place of the unconditional one:
   ``eps~ = eps(x, c_neg) + (1 + w) (eps(x, c) - eps(x, c_neg))``.
 
-All three are one linear rule over a *base* prediction (null or negative condition) and K *terms*, each term
-keeping a subset of the requested attributes. A linear combination whose coefficients sum to 1 commutes with
-the affine eps/x0/v conversions, so the ``cfg`` rule is parameterization-invariant. ``rescale`` (Lin et al. 2024,
-Sec. 3.4, Eqs. 15-16) is not: it acts in the model's own prediction space, as in the paper.
-Branches whose coefficient is zero for every example are not evaluated, so ``w = 0`` and ``w = -1`` cost one
-forward and reproduce the conditional and unconditional models exactly.
+How the predictions are combined is a *rule* (:mod:`core.rules`: ``cfg`` above, and rescale, thresholding, APG,
+CFG++, CFG-Zero*, autoguidance, classifier guidance, or a plug-in). The engine builds the 1 + K branches (a base
+and one per term), evaluates those the rule needs in one batched forward per network, and hands them to the rule.
+Two wrappers act on the weights before any rule, both on the noise level ``sigma = sqrt((1 - alpha_bar) /
+alpha_bar)`` (never ``t/T``, which means different noise in modalities with different ``T``):
+
+* an interval (Kynkaanniemi et al. 2024, "Applying Guidance in a Limited Interval Improves Sample and
+  Distribution Quality"): every weight is 0 outside ``sigma`` in ``[lo, hi]``;
+* a weight schedule (Wang et al. 2024, "Analysis of Classifier-Free Guidance Weight Schedulers", Sec. 4):
+  ``w(sigma) = w f(u)`` with ``u`` in [0, 1] the progress from ``sigma_max`` down to ``sigma_min`` on a log scale,
+  ``f = 2u`` (linear) or ``1 - cos(pi u)`` (cosine): both rise as the noise falls and average ``w`` over ``u``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from core import conditions as C
+from core import rules
 from core.conditions import Condition
 from core.denoiser import Denoiser, self_conditioned
 from core.errors import UsageError, check_choice
-from core.parameterization import Estimate, append_dims, eps_from_x0, estimate
+from core.parameterization import Estimate, eps_from_x0, estimate
+from core.rules.base import StepInput
+from core.samplers import Step
 
-Rule = Literal["cfg", "rescale"]
-RULES: tuple[Rule, ...] = ("cfg", "rescale")
+SCHEDULES = ("constant", "linear", "cosine")
 
 
 @dataclass(frozen=True)
@@ -47,60 +54,106 @@ class Term:
 
 @dataclass(frozen=True)
 class Guidance:
-    """What to do at each step; JSON round-trippable via :meth:`to_json` / :meth:`from_json`."""
+    """What to do at each step; JSON round-trippable via :meth:`to_json` / :meth:`from_json`.
+
+    ``options`` are the rule's, completed with its defaults on construction, so two specs that mean the same
+    compare equal and records always carry every option.
+    """
 
     terms: tuple[Term, ...] = field(default_factory=lambda: (Term(0.0),))
-    rule: Rule = "cfg"
-    phi: float = 0.7  # rescale only: blend of rescaled and plain guided prediction (Lin et al. 2024, Eq. 16)
-    interval: tuple[float, float] = (0.0, 1.0)  # guide only where t/T lies inside (Kynkaanniemi et al. 2024)
+    rule: str = "cfg"
+    options: tuple[tuple[str, Any], ...] = ()  # (name, value) pairs of the rule's options
+    interval: tuple[float, float] | None = None  # guide only where sigma lies in [lo, hi]
+    schedule: str = "constant"  # weight schedule over the noise level: constant, linear, cosine
+    schedule_range: tuple[float, float] = (0.01, 100.0)  # (sigma_min, sigma_max) over which a schedule rises
     chunk: int | None = None  # at most this many examples per forward (memory); None: all branches at once
 
     def __post_init__(self) -> None:
-        check_choice("guidance rule", self.rule, RULES)
         if not self.terms:
             raise UsageError("guidance needs at least one term")
         for term in self.terms:
             if not math.isfinite(term.w):
                 raise UsageError(f"guidance weight must be finite, got {term.w}")
-        lo, hi = self.interval
-        if not 0.0 <= lo <= hi <= 1.0:
-            raise UsageError(f"guidance interval must satisfy 0 <= lo <= hi <= 1, got {self.interval}")
+        if self.interval is not None:
+            lo, hi = self.interval
+            if not 0.0 <= lo < hi:
+                raise UsageError(f"guidance interval must be noise levels 0 <= lo < hi, got {self.interval}")
+        check_choice("weight schedule", self.schedule, SCHEDULES)
+        lo, hi = self.schedule_range
+        if not 0.0 < lo < hi < math.inf:
+            raise UsageError(f"schedule_range must satisfy 0 < sigma_min < sigma_max, got {self.schedule_range}")
         if self.chunk is not None and self.chunk < 1:
             raise UsageError(f"chunk must be >= 1, got {self.chunk}")
+        rule = rules.make(self.rule, dict(self.options))
+        object.__setattr__(self, "options", tuple(sorted(rule.options().items())))
 
     @classmethod
     def cfg(cls, w: float, **options: Any) -> Guidance:
         """Plain classifier-free guidance on the full requested condition."""
         return cls(terms=(Term(float(w)),), **options)
 
+    @classmethod
+    def single(cls, w: float, rule: str = "cfg", options: Mapping[str, Any] | None = None, **kw: Any) -> Guidance:
+        """One term on the full requested condition, guided by ``rule`` with ``options``."""
+        return cls(terms=(Term(float(w)),), rule=rule, options=tuple(dict(options or {}).items()), **kw)
+
+    def make_rule(self) -> rules.Rule:
+        return rules.make(self.rule, dict(self.options))
+
     @property
     def w(self) -> float | None:
         """The weight of a single-term guidance; ``None`` for compositions."""
         return self.terms[0].w if len(self.terms) == 1 else None
 
+    def weights_at(self, sigma: Tensor) -> Tensor:
+        """The terms' weights at noise levels ``sigma`` ([B]) after the interval and schedule: ``[K, B]``."""
+        sigma = sigma.double().cpu()
+        factor = torch.ones_like(sigma)
+        if self.interval is not None:
+            factor = factor * ((sigma >= self.interval[0]) & (sigma <= self.interval[1])).double()
+        if self.schedule != "constant":
+            lo, hi = (math.log(v) for v in self.schedule_range)
+            u = ((hi - sigma.clamp(min=1e-30).log()) / (hi - lo)).clamp(0.0, 1.0)  # 0 at sigma_max, 1 at sigma_min
+            factor = factor * (2 * u if self.schedule == "linear" else 1 - torch.cos(math.pi * u))
+        w = torch.tensor([t.w for t in self.terms], dtype=torch.float64)  # [K]
+        return (w[:, None] * factor[None]).float()
+
+    def label(self) -> str:
+        """A short human-readable name of the rule and its non-default options and wrappers."""
+        defaults = rules.make(self.rule).options()
+        changed = [f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in self.options if defaults[k] != v]
+        text = self.rule + (f"({', '.join(changed)})" if changed else "")
+        if self.interval is not None:
+            text += f" in sigma [{self.interval[0]:g}, {self.interval[1]:g}]"
+        if self.schedule != "constant":
+            text += f", {self.schedule} schedule"
+        return text
+
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return {
+            "terms": [{"w": t.w, "attributes": None if t.attributes is None else list(t.attributes)}
+                      for t in self.terms],
+            "rule": self.rule, "options": dict(self.options),
+            "interval": None if self.interval is None else list(self.interval),
+            "schedule": self.schedule, "schedule_range": list(self.schedule_range), "chunk": self.chunk,
+        }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Guidance:
+    def from_json(cls, data: Mapping[str, Any]) -> Guidance:
         terms = tuple(
             Term(float(t["w"]), None if t.get("attributes") is None else tuple(t["attributes"]))
             for t in data["terms"]
         )
-        rest = {k: v for k, v in data.items() if k != "terms"}
-        if "interval" in rest:
-            rest["interval"] = tuple(rest["interval"])
-        return cls(terms=terms, **rest)
-
-
-def coefficients(weights: Tensor) -> Tensor:
-    """Linear-rule coefficients ``[K, B] -> [K+1, B]`` for (base, term_1 .. term_K); each column sums to 1."""
-    terms = 1.0 + weights  # [K, B]
-    return torch.cat([1.0 - terms.sum(0, keepdim=True), terms])
+        interval = data.get("interval")
+        return cls(terms=terms, rule=data.get("rule", "cfg"), options=tuple(dict(data.get("options", {})).items()),
+                   interval=None if interval is None else (float(interval[0]), float(interval[1])),
+                   schedule=data.get("schedule", "constant"),
+                   schedule_range=tuple(data.get("schedule_range", (0.01, 100.0))),  # type: ignore[arg-type]
+                   chunk=data.get("chunk"))
 
 
 def evaluate(
-    model: Denoiser,
+    model: nn.Module,
     x_t: Tensor,
     t: Tensor,
     branches: Sequence[Condition],
@@ -128,23 +181,25 @@ def evaluate(
     return torch.cat(outs).float().view(a, *x_t.shape)
 
 
-def rescale(guided: Tensor, reference: Tensor, phi: float) -> Tensor:
-    """Match the guided prediction's per-example std to the unguided one's (Lin et al. 2024, Eqs. 15-16)."""
-    dims = tuple(range(1, guided.ndim))
-    ratio = reference.std(dim=dims, keepdim=True) / guided.std(dim=dims, keepdim=True).clamp(min=1e-8)
-    return phi * guided * ratio + (1 - phi) * guided
+class Trajectory(NamedTuple):
+    """The engine's per-trajectory state, threaded by the sampler from step to step."""
+
+    rule: Any = None  # the rule's own state (APG's running average, ...)
+    x0_self: Tensor | None = None  # the last guided x0 estimate, fed back to self-conditioning models
 
 
 class Guided:
-    """A sampler's ``denoise_fn``: the guided :class:`Estimate` for a batch of requested conditions.
+    """A sampler's ``denoise_fn``: ``(x_t, step, state) -> (Estimate, state)`` for a batch of requested conditions.
 
     Args:
         model: the denoiser.
-        guidance: the rule and its terms.
+        guidance: the rule, its options, the terms and the wrappers.
         cond: the requested condition, ``[B]`` per attribute.
         negative: condition used as the base instead of the null condition (``None``: unconditional base).
-        num_steps: the schedule's ``T``, to place ``t`` inside ``guidance.interval``.
         snap: apply the model's :meth:`Denoiser.snap` to the guided ``x0`` (Diffusion-LM clamping).
+        helpers: extra models a rule needs, by name ("classifier", "weak").
+
+    It holds no trajectory state; :attr:`forwards` counts examples passed through networks (NFE accounting).
     """
 
     def __init__(
@@ -154,35 +209,48 @@ class Guided:
         cond: Condition,
         *,
         negative: Condition | None = None,
-        num_steps: int,
         snap: bool = False,
+        helpers: Mapping[str, Any] | None = None,
     ):
-        self.model, self.guidance, self.num_steps, self.snap = model, guidance, num_steps, snap
-        base = C.null_like(cond) if negative is None else negative
-        self.branches = [base] + [C.select(cond, term.attributes) for term in guidance.terms]
-        self.weights = torch.tensor([term.w for term in guidance.terms], dtype=torch.float32)  # [K]
-        self.forwards = 0  # examples passed through the network: NFE accounting, read by the caller
-        self.x0_prev: Tensor | None = None  # the last guided x0 estimate, fed back to self-conditioning models
+        self.model, self.guidance, self.snap = model, guidance, snap
+        self.rule = guidance.make_rule()
+        self.helpers = dict(helpers or {})
+        missing = [h for h in self.rule.helpers if h not in self.helpers]
+        if missing:
+            raise UsageError(f"guidance rule {self.rule.name!r} needs a {' and a '.join(missing)} model, "
+                             "which was not provided")
+        if negative is not None and not self.rule.negative:
+            raise UsageError(f"guidance rule {self.rule.name!r} takes no negative condition")
+        attrs = [t.attributes for t in guidance.terms]
+        requested = None if any(a is None for a in attrs) else tuple(sorted({x for a in attrs for x in a}))
+        base = {"null": C.null_like(cond) if negative is None else negative,
+                "requested": C.select(cond, requested)}[self.rule.base()]
+        self.conditions = (base, *(C.select(cond, a) for a in attrs))
+        base_net = model if self.rule.base_model == "model" else self.helpers[self.rule.base_model]
+        self.networks = (base_net, *[model] * len(attrs))
+        self.forwards = 0
 
-    def __call__(self, x_t: Tensor, t: Tensor, alpha_bar: Tensor) -> Estimate:
-        g = self.guidance
-        frac = t.float().cpu() / self.num_steps  # [B]
-        inside = (frac >= g.interval[0]) & (frac <= g.interval[1])  # [B]
-        coef = coefficients(self.weights[:, None] * inside[None].float())  # [K+1, B]
-        ref = coefficients(torch.zeros_like(coef[1:]))  # unguided (w = 0) combination
-        needed = coef.ne(0).any(1) | (ref.ne(0).any(1) if g.rule == "rescale" else False)  # [K+1]
-        active = needed.nonzero().flatten().tolist()
+    def __call__(self, x_t: Tensor, step: Step, state: Trajectory | None) -> tuple[Estimate, Trajectory]:
+        state = state or Trajectory()
+        ab = step.alpha_bar
+        weights = self.guidance.weights_at(((1 - ab) / ab).sqrt())  # [K, B]
+        needed = self.rule.needed(weights)
+        preds: list[Estimate | None] = [None] * len(needed)
         dev = x_t.device
-        branches = [C.to(self.branches[j], dev) for j in active]
-        preds = evaluate(self.model, x_t, t, branches, g.chunk, self.x0_prev)  # [A, B, ...]
-        self.forwards += len(active) * x_t.shape[0]
-        out = (append_dims(coef[active].to(dev), preds.ndim) * preds).sum(0)  # [B, ...]
-        if g.rule == "rescale":
-            out = rescale(out, (append_dims(ref[active].to(dev), preds.ndim) * preds).sum(0), g.phi)
-        est = estimate(self.model.prediction, out, x_t, alpha_bar)
-        if self_conditioned(self.model):
-            self.x0_prev = est.x0  # before snapping: what the model saw in training
+        for net in dict.fromkeys(self.networks[j] for j in range(len(needed)) if needed[j]):  # one forward each
+            idx = [j for j, use in enumerate(needed) if use and self.networks[j] is net]
+            out = evaluate(net, x_t, step.t, [C.to(self.conditions[j], dev) for j in idx], self.guidance.chunk,
+                           state.x0_self)  # [A, B, ...]
+            self.forwards += len(idx) * x_t.shape[0]
+            for j, pred in zip(idx, out, strict=True):
+                preds[j] = estimate(getattr(net, "prediction", "eps"), pred, x_t, ab)
+        s = StepInput(x_t, preds[0], tuple(preds[1:]), weights, step, self.model.prediction,
+                      self.conditions, self.helpers)
+        result = self.rule(s, state.rule)
+        est = result.estimate
+        x0_self = est.x0 if self_conditioned(self.model) else None  # before snapping: what the model saw in training
         if self.snap:
             x0 = self.model.snap(est.x0)
-            est = Estimate(x0, eps_from_x0(x0, x_t, alpha_bar))
-        return est
+            est = Estimate(x0, eps_from_x0(x0, x_t, ab))
+        eps = est.eps if result.renoise is None else result.renoise
+        return Estimate(est.x0, eps), Trajectory(result.state, x0_self)

@@ -70,7 +70,7 @@ def fit(
         if augment is not None:
             x = augment(x, g)
         _, logits = judge(x)
-        loss = sum(_cross_entropy(logits[a], train.cond[a][idx]) for a in logits)
+        loss = sum(masked_cross_entropy(logits[a], train.cond[a][idx]) for a in logits)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -91,7 +91,7 @@ def predict(judge: Judge, x: Tensor, batch_size: int = 512) -> tuple[Tensor, dic
     return torch.cat(feats), {a: torch.cat([p[a] for p in preds]) for a in preds[0]}
 
 
-def _cross_entropy(logits: Tensor, target: Tensor) -> Tensor:
+def masked_cross_entropy(logits: Tensor, target: Tensor) -> Tensor:
     """Mean cross-entropy over the labelled rows (``NULL``: the example does not state the attribute)."""
     total = nn.functional.cross_entropy(logits, target, ignore_index=NULL, reduction="sum")
     return total / (target != NULL).sum().clamp(min=1)

@@ -1,7 +1,10 @@
-"""What a denoiser predicts (eps, x0 or v) and the conversions between them.
+"""What a denoiser predicts (eps, x0, v or flow) and the conversions between them.
 
 With ``x_t = a x_0 + s eps``, ``a = sqrt(alpha_bar)``, ``s = sqrt(1 - alpha_bar)``:
-``eps`` (Ho et al. 2020), ``x0``, and ``v = a eps - s x_0`` (Salimans & Ho 2022, Sec. 4).
+``eps`` (Ho et al. 2020), ``x0``, ``v = a eps - s x_0`` (Salimans & Ho 2022, Sec. 4) and the rectified-flow
+velocity ``flow = eps - x_0`` (Liu et al. 2023; Lipman et al. 2023), read at the same point after rescaling
+``x_t`` by ``1 / (a + s)`` onto the straight path between data and noise. Guidance rules that are not
+parameterization-invariant name one of these as the space they act in.
 """
 
 from __future__ import annotations
@@ -12,8 +15,8 @@ from torch import Tensor
 
 from core.errors import check_choice
 
-Prediction = Literal["eps", "x0", "v"]
-PREDICTIONS: tuple[Prediction, ...] = ("eps", "x0", "v")
+Prediction = Literal["eps", "x0", "v", "flow"]
+PREDICTIONS: tuple[Prediction, ...] = ("eps", "x0", "v", "flow")
 
 
 class Estimate(NamedTuple):
@@ -46,6 +49,8 @@ def target(kind: Prediction, x0: Tensor, eps: Tensor, alpha_bar: Tensor) -> Tens
         return eps
     if kind == "x0":
         return x0
+    if kind == "flow":
+        return eps - x0
     a, s = _coefficients(alpha_bar, x0)
     return a * eps - s * x0
 
@@ -58,6 +63,8 @@ def estimate(kind: Prediction, out: Tensor, x_t: Tensor, alpha_bar: Tensor) -> E
         return Estimate((x_t - s * out) / a, out)
     if kind == "x0":
         return Estimate(out, (x_t - a * out) / s)
+    if kind == "flow":  # eps - x0 = out and a x0 + s eps = x_t
+        return Estimate((x_t - s * out) / (a + s), (x_t + a * out) / (a + s))
     return Estimate(a * x_t - s * out, s * x_t + a * out)
 
 

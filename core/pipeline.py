@@ -21,7 +21,8 @@ from torch import Tensor
 from core import checkpoint as ckpt
 from core import conditions as C
 from core import metrics as M
-from core import records, samplers
+from core import records, rules, samplers
+from core.classifier import NoiseClassifier, fit_classifier
 from core.data import Splits
 from core.denoiser import Denoiser
 from core.errors import UsageError
@@ -57,10 +58,25 @@ class Context:
     model_id: str
     train_config: dict[str, Any]  # the TrainConfig the model was trained with (p_uncond, steps, ...)
     train_stats: dict[str, Any] = field(default_factory=dict)
+    model_dir: Path | None = None  # the model's checkpoint directory
+    helper_models: dict[str, Any] = field(default_factory=dict)  # built on first use: name -> module
+    helper_info: dict[str, Any] = field(default_factory=dict)  # name -> what records say about it
 
     @property
     def attributes(self) -> dict[str, list[str]]:
         return self.splits.train.attributes
+
+    def helpers(self, guidance: Guidance, *, progress: bool = True) -> dict[str, Any]:
+        """The extra models ``guidance``'s rule needs, built (trained, loaded) on first use."""
+        out = {}
+        for name in guidance.make_rule().helpers:
+            if name not in self.helper_models:
+                if name not in HELPERS:
+                    raise UsageError(f"guidance rule {guidance.rule!r} needs a {name!r} model, which crossguide "
+                                     f"cannot provide; valid: {', '.join(HELPERS)}")
+                self.helper_models[name], self.helper_info[name] = HELPERS[name](self, progress)
+            out[name] = self.helper_models[name]
+        return out
 
 
 @dataclass(frozen=True)
@@ -85,8 +101,13 @@ class Setting:
         g = self.guidance
         terms = "+".join(f"{'all' if t.attributes is None else '.'.join(t.attributes)}_w{t.w:g}" for t in g.terms)
         extra = "" if g.rule == "cfg" else f"-{g.rule}"
-        if g.interval != (0.0, 1.0):
+        defaults = rules.make(g.rule).options()
+        extra += "".join(f"_{k}{v:g}" if isinstance(v, float) else f"_{k}{v}"
+                         for k, v in g.options if defaults[k] != v)
+        if g.interval is not None:
             extra += f"-int{g.interval[0]:g}_{g.interval[1]:g}"
+        if g.schedule != "constant":
+            extra += f"-{g.schedule}{g.schedule_range[0]:g}_{g.schedule_range[1]:g}"
         if self.per_condition is not None:
             extra += f"-n{self.per_condition}"
         if self.keep is not None:
@@ -96,13 +117,50 @@ class Setting:
         return re.sub(r"[^A-Za-z0-9_.+-]", "_", raw)
 
 
-def load_model(path: Path) -> tuple[Denoiser, Schedule, dict[str, Any]]:
-    """The EMA denoiser, its schedule and its config from a checkpoint directory."""
+def load_model(path: Path, weights: str = "ema") -> tuple[Denoiser, Schedule, dict[str, Any]]:
+    """The denoiser, its schedule and its config from a checkpoint directory; ``weights``: "ema" (for sampling)
+    or "weak" (the early EMA weights autoguidance guides away from)."""
     config = ckpt.read_config(path)
     modality = get_modality(config["modality"])
     model = modality.build_model(config["model"], config["attributes"], config.get("data_info", {}))
-    model.load_state_dict(ckpt.load(path, stems=("ema",)).tensors["ema"])
+    tensors = ckpt.load(path, stems=(weights,)).tensors
+    if weights not in tensors:
+        raise ckpt.CheckpointError(f"checkpoint {str(path)!r} keeps no {weights!r} weights (autoguidance needs the "
+                                   "early EMA weights of a run trained with weak_at > 0); retrain it")
+    model.load_state_dict(tensors[weights])
     return model.eval(), make_schedule(config["schedule"]["name"], config["schedule"]["T"]), config
+
+
+def _weak(ctx: Context, progress: bool) -> tuple[Denoiser, dict[str, Any]]:
+    """Autoguidance's weaker model: the early EMA weights kept in the model's checkpoint."""
+    if ctx.model_dir is None:
+        raise UsageError("autoguidance needs the model's checkpoint directory for its early weights")
+    weak, _, config = load_model(ctx.model_dir, "weak")
+    device = next(iter(ctx.model.parameters())).device
+    step = TrainConfig.from_json(config["train"]).weak_step
+    return weak.to(device), {"kind": "early EMA weights", "step": step}
+
+
+def _classifier(ctx: Context, progress: bool) -> tuple[NoiseClassifier, dict[str, Any]]:
+    """Classifier guidance's noise classifier, trained on the model's dataset next to its checkpoint."""
+    if ctx.model_dir is None:
+        raise UsageError("classifier guidance needs the model's checkpoint directory to keep its classifier beside")
+    spec, attrs, info = ctx.preset, ctx.attributes, ctx.splits.train.info
+    shape = tuple(ctx.model.sample_shape)
+
+    def build() -> NoiseClassifier:
+        backbone, dim = ctx.modality.classifier_backbone(spec.classifier, info, shape)
+        return NoiseClassifier(backbone, dim, attrs, shape, {"backbone": spec.classifier})
+
+    meta = {"kind": "noise-classifier", "modality": ctx.modality.name, "dataset": ctx.dataset,
+            "preset": ctx.preset_name, "data_info": info}
+    clf, clf_info = fit_classifier(build, ctx.schedule, ctx.splits, ctx.model.encode, spec.classifier_train,
+                                   ctx.model_dir.with_name(ctx.model_dir.name + ".classifier"), meta=meta,
+                                   progress=progress)
+    return clf.to(next(iter(ctx.model.parameters())).device), clf_info
+
+
+HELPERS = {"weak": _weak, "classifier": _classifier}
 
 
 def prepare(
@@ -136,7 +194,7 @@ def prepare(
             raise ckpt.CheckpointError(
                 f"checkpoint attributes {model.attributes} do not match dataset {dataset!r}: {splits.train.attributes}"
             )
-        model_id, stats, train_config = str(checkpoint), {}, config["train"]
+        model_id, stats, train_config, model_dir = str(checkpoint), {}, config["train"], checkpoint
     else:
         tc = replace(spec.train, **dict(train_overrides or {}))
         model = modality.init_model(spec, splits.train, tc.seed)
@@ -150,7 +208,7 @@ def prepare(
         reference = evaluator.features(splits.test.x).float()
     return Context(
         modality, dataset, preset, spec, splits, model, schedule, evaluator, reference,
-        reference_diversity(evaluator, splits.test.x, splits.test.cond), model_id, train_config, stats,
+        reference_diversity(evaluator, splits.test.x, splits.test.cond), model_id, train_config, stats, model_dir,
     )
 
 
@@ -165,8 +223,10 @@ def run_setting(ctx: Context, setting: Setting, seed: int, out: Path, *, progres
     per = setting.per_condition or ctx.preset.per_condition
     choices = requests(ctx.attributes, per, setting.keep)
     cond = C.stack(choices, ctx.attributes)
+    helpers = ctx.helpers(setting.guidance, progress=progress)
     gen = generate(ctx.model, ctx.schedule, cond, setting.guidance, sampler=setting.sampler, steps=setting.steps,
-                   seed=seed, batch_size=ctx.preset.batch, bf16=ctx.preset.train.bf16, progress=progress)
+                   seed=seed, batch_size=ctx.preset.batch, bf16=ctx.preset.train.bf16, helpers=helpers,
+                   progress=progress)
     t0 = time.perf_counter()
     metrics, judged = evaluate(ctx.evaluator, gen.samples, cond, ctx.reference)
     metrics["diversity_rel"] = metrics["diversity"] / ctx.reference_diversity
@@ -189,13 +249,15 @@ def run_setting(ctx: Context, setting: Setting, seed: int, out: Path, *, progres
     }
     record = {
         "modality": ctx.modality.name, "dataset": ctx.dataset, "model": ctx.model_id, "preset": ctx.preset_name,
-        "rule": g.rule, "w": g.w, "terms": g.to_json()["terms"], "guidance": g.to_json(),
+        "rule": g.rule, "rule_options": dict(g.options), "rule_label": g.label(), "w": g.w,
+        "terms": g.to_json()["terms"], "guidance": g.to_json(),
         "sampler": setting.sampler, "steps": setting.steps, "nfe": gen.nfe, "seed": seed, "n": len(choices),
         "metrics": metrics, "wall_s": gen.wall_s, "samples_per_s": len(choices) / gen.wall_s,
         "section": setting.section, "setting": sid, "picture": f"samples/{sid}.png",
         "extra": {
             "eval_s": eval_s, "p_uncond": ctx.train_config.get("p_uncond"), "confusion": confusion,
             "evaluator": ctx.evaluator.info, "reference_diversity": ctx.reference_diversity, "train": ctx.train_stats,
+            "helpers": {name: ctx.helper_info[name] for name in helpers},
         },
     }
     return records.append(out / "records.jsonl", record)
@@ -205,7 +267,7 @@ def _title(ctx: Context, setting: Setting) -> str:
     g = setting.guidance
     terms = ", ".join(f"w={t.w:g}" + ("" if t.attributes is None else f" on {'+'.join(t.attributes)}")
                       for t in g.terms)
-    return f"{ctx.modality.name}/{ctx.dataset}: {terms} ({g.rule}, {setting.sampler} {setting.steps} steps)"
+    return f"{ctx.modality.name}/{ctx.dataset}: {terms} ({g.label()}, {setting.sampler} {setting.steps} steps)"
 
 
 def run_settings(

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from core.data import ConditionalDataset, Splits
 from core.denoiser import Denoiser
@@ -47,6 +47,12 @@ class Preset:
     per_condition: int = 16  # samples per full condition in each sweep setting
     batch: int = 256  # sampling batch (examples, before the K+1 branches)
     data: dict[str, Any] = field(default_factory=dict)  # dataset options (size, length, count, ...)
+    # the noise classifier of classifier guidance: its backbone's config (Modality.classifier_backbone) and its
+    # training (labels are clean: no condition dropout, no weak copy)
+    classifier: dict[str, Any] = field(default_factory=dict)
+    classifier_train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(steps=1000, batch_size=64, lr=1e-3, warmup=50, ema_decay=0.995,
+                                            p_uncond=0.0, p_attr=0.0, weak_at=0.0))
 
 
 class Modality(abc.ABC):
@@ -96,6 +102,12 @@ class Modality(abc.ABC):
     def draw(self, samples: Tensor, labels: list[dict[str, str]], path: Path, title: str,
              info: Mapping[str, Any]) -> None:
         """One PNG picture of a setting's samples (a grid, spectrograms, a scatter plot, a table)."""
+
+    def classifier_backbone(self, config: Mapping[str, Any], info: Mapping[str, Any],
+                            sample_shape: tuple[int, ...]) -> tuple[nn.Module, int]:
+        """The backbone of this modality's noise classifier, ``(x_t [B, ...], t [B]) -> [B, D]``, and ``D``:
+        what classifier guidance differentiates. ``config`` is the preset's ``classifier`` dict (or a saved one)."""
+        raise UsageError(f"modality {self.name!r} provides no noise classifier, so classifier guidance is unavailable")
 
     def describe(self, samples: Tensor, info: Mapping[str, Any]) -> list[dict[str, Any]]:
         """Extra per-sample manifest fields (e.g. the generated sentence); none by default."""

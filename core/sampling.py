@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import itertools
 import time
-from typing import NamedTuple
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -41,9 +42,11 @@ def generate(
     snap: bool = True,
     bf16: Bf16 = "off",
     x_T: Tensor | None = None,  # noqa: N803
+    helpers: Mapping[str, Any] | None = None,
     progress: bool = False,
 ) -> Generation:
-    """Sample one example per entry of ``cond`` (``[N]`` per attribute).
+    """Sample one example per entry of ``cond`` (``[N]`` per attribute); ``helpers`` are the extra models the
+    guidance rule needs (a classifier, a weaker model).
 
     The initial noise of all N examples is drawn first from ``seed``, so settings that share a seed start
     from the same noise and differ only by their guidance (paired comparisons).
@@ -68,7 +71,7 @@ def generate(
         part = slice(i, i + batch_size)
         fn = Guided(model, guidance, C.to(C.index(cond, part), device),
                     negative=None if negative is None else C.to(C.index(negative, part), device),
-                    num_steps=schedule.T, snap=snap)
+                    snap=snap, helpers=helpers)
         with autocast(bf16, device):
             x0 = sample(fn, x_T[part].to(device), schedule, steps, generator=generator)
             outs.append(model.decode(x0.float()).cpu())

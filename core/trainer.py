@@ -3,6 +3,9 @@
 Joint conditional/unconditional training by condition dropout (Ho & Salimans 2021, Alg. 1), eps/x0/v targets,
 AdamW with warmup and cosine decay, gradient clipping, EMA weights, optional bf16 autocast, checkpoint
 directories with exact resume, and data parallelism under ``torchrun`` (DDP; gloo on CPU, nccl on GPU).
+The loss is a plug-in (:data:`Loss`): the denoising loss by default, the noisy-classifier loss of
+:mod:`core.classifier` for classifier guidance, which so trains, checkpoints and resumes the same way.
+The EMA weights at step ``weak_at`` are kept in the checkpoint as the weaker model autoguidance guides away from.
 
 Every random draw comes from one seeded ``torch.Generator`` that is saved with the checkpoint, so a run that
 is interrupted and resumed ends with the same weights as an uninterrupted one. Under DDP every rank draws the
@@ -15,6 +18,7 @@ import copy
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -50,6 +54,9 @@ class TrainConfig:
     seed: int = 0
     checkpoint_every: int = 0  # 0: only at the end (and on Ctrl-C)
     device: str = "auto"
+    # keep the EMA weights at this fraction of `steps` as the weaker model of autoguidance (Karras et al. 2024
+    # guide with a less-trained model); 0: keep none
+    weak_at: float = 0.25
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size"):
@@ -63,6 +70,13 @@ class TrainConfig:
             raise UsageError(f"lr must be > 0, got {self.lr}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise UsageError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if not 0.0 <= self.weak_at < 1.0:
+            raise UsageError(f"weak_at must be a fraction in [0, 1), got {self.weak_at}")
+
+    @property
+    def weak_step(self) -> int | None:
+        """The step whose EMA weights are kept for autoguidance (``None``: none kept)."""
+        return max(1, round(self.weak_at * self.steps)) if self.weak_at > 0 else None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TrainConfig:
@@ -140,6 +154,8 @@ def train(
     meta: dict[str, Any] | None = None,
     stop_at: int | None = None,
     progress: bool = True,
+    loss: Loss | None = None,
+    desc: str = "train",
 ) -> TrainResult:
     """Train ``model`` (in place) and return it with its EMA copy.
 
@@ -147,7 +163,10 @@ def train(
         out: checkpoint directory; an existing one with a compatible config is resumed.
         meta: extra JSON stored in ``config.json`` (modality, dataset, ...), besides model and train configs.
         stop_at: stop after this global step as if interrupted (checkpoint written), e.g. to test resuming.
+        loss: the training objective (default :func:`denoising_loss`).
+        desc: the progress bar's label.
     """
+    loss_fn = denoising_loss if loss is None else loss
     rank, world = _dist()
     if config.batch_size % world:
         raise UsageError(f"batch_size {config.batch_size} is not divisible by the {world} DDP processes")
@@ -167,9 +186,9 @@ def train(
         "schedule": {"name": schedule.name, "T": schedule.T},
         "train": asdict(config),
     }
-    step, stats = 0, {"wall_s": 0.0}
+    step, stats, weak = 0, {"wall_s": 0.0}, None
     if out is not None and ckpt.exists(out):
-        step, stats = _resume(out, model, ema, optimizer, generator, full_config)
+        step, stats, weak = _resume(out, model, ema, optimizer, generator, full_config)
     net = nn.parallel.DistributedDataParallel(model) if world > 1 else model
     per_rank = config.batch_size // world
     end = config.steps if stop_at is None else min(stop_at, config.steps)
@@ -182,9 +201,9 @@ def train(
             done = step - start_step
             if done:
                 stats["examples_per_s"] = done * config.batch_size / (time.perf_counter() - start_time)
-            save_checkpoint(out, model, ema, optimizer, generator, step, full_config, stats)
+            save_checkpoint(out, model, ema, optimizer, generator, step, full_config, stats, weak)
 
-    bar = progress_bar(total=end, desc="train", enabled=progress and rank == 0, initial=step)
+    bar = progress_bar(total=end, desc=desc, enabled=progress and rank == 0, initial=step)
     model.train()
     try:
         while step < end:
@@ -196,8 +215,9 @@ def train(
             # Self-conditioning models see their own estimate in half the batches (Chen et al. 2022, Sec. 3.3).
             self_cond = self_conditioned(model) and bool(torch.rand((), generator=generator) < 0.5)
             mine = slice(rank * per_rank, (rank + 1) * per_rank)
-            loss = _loss(net, model, schedule, data.x[idx][mine].to(device), C.to(C.index(cond, mine), device),
-                         t[mine].to(device), eps[mine].to(device), config, device, self_cond)
+            with autocast(config.bf16, device):
+                loss = loss_fn(net, model, schedule, data.x[idx][mine].to(device), C.to(C.index(cond, mine), device),
+                               t[mine].to(device), eps[mine].to(device), self_cond)
             for group in optimizer.param_groups:
                 group["lr"] = config.lr_at(step)
             optimizer.zero_grad(set_to_none=True)
@@ -207,6 +227,8 @@ def train(
             optimizer.step()
             _ema_update(ema, model, min(config.ema_decay, (1 + step) / (10 + step)))
             step += 1
+            if step == config.weak_step:
+                weak = {k: v.detach().clone() for k, v in ema.state_dict().items()}
             value = loss.item()
             if not math.isfinite(value):
                 raise FloatingPointError(f"training loss became {value} at step {step}; try a lower lr")
@@ -229,7 +251,11 @@ def train(
     return TrainResult(model, ema, step, losses, stats)
 
 
-def _loss(
+# (net: the model or its DDP wrapper, model, schedule, batch [B, ...], cond, t [B], eps [B, ...], self_cond) -> loss
+Loss = Callable[[nn.Module, Any, Schedule, Tensor, C.Condition, Tensor, Tensor, bool], Tensor]
+
+
+def denoising_loss(
     net: nn.Module,
     model: Denoiser,
     schedule: Schedule,
@@ -237,28 +263,25 @@ def _loss(
     cond: C.Condition,
     t: Tensor,
     eps: Tensor,
-    config: TrainConfig,
-    device: torch.device,
     self_cond: bool = False,
 ) -> Tensor:
     """Simple loss ``||target - model(x_t, t, c)||^2`` (Ho et al. 2020, Eq. 14) plus the model's extra term.
 
     ``self_cond``: first estimate ``x0`` without gradients and feed it back as ``x0_self`` (Chen et al. 2022).
     """
-    with autocast(config.bf16, device):
-        x0 = model.encode(batch)
-        ab = schedule.at(t)
-        x_t = noise(x0, eps, ab)
-        extra_in = {}
-        if self_conditioned(model):
-            x0_self = None
-            if self_cond:
-                with torch.no_grad():
-                    x0_self = estimate(model.prediction, net(x_t, t.float(), cond).float(), x_t, ab).x0
-            extra_in = {"x0_self": x0_self}
-        out = net(x_t, t.float(), cond, **extra_in).float()
-        loss = (out - target(model.prediction, x0, eps, ab)).pow(2).mean()
-        extra = model.extra_loss(batch, x0, x_t, t, out)
+    x0 = model.encode(batch)
+    ab = schedule.at(t)
+    x_t = noise(x0, eps, ab)
+    extra_in = {}
+    if self_conditioned(model):
+        x0_self = None
+        if self_cond:
+            with torch.no_grad():
+                x0_self = estimate(model.prediction, net(x_t, t.float(), cond).float(), x_t, ab).x0
+        extra_in = {"x0_self": x0_self}
+    out = net(x_t, t.float(), cond, **extra_in).float()
+    loss = (out - target(model.prediction, x0, eps, ab)).pow(2).mean()
+    extra = model.extra_loss(batch, x0, x_t, t, out)
     return loss if extra is None else loss + extra.float()
 
 
@@ -277,11 +300,11 @@ def _resume(
     optimizer: torch.optim.Optimizer,
     generator: torch.Generator,
     config: dict[str, Any],
-) -> tuple[int, dict[str, float]]:
+) -> tuple[int, dict[str, float], dict[str, Tensor] | None]:
     saved = ckpt.load(out)
     old = saved.json["config"]
-    # Everything but the step budget (and how often to checkpoint) must match to continue a run.
-    ignore = {"steps", "checkpoint_every"}
+    # Everything but the step budget (and how often to checkpoint, and where the weak model is kept) must match.
+    ignore = {"steps", "checkpoint_every", "weak_at"}
     for key in ("model", "attributes", "schedule"):
         if old.get(key) != config.get(key):
             raise ckpt.CheckpointError(f"checkpoint {str(out)!r} has a different {key} config; use a new --out")
@@ -293,4 +316,4 @@ def _resume(
     training = saved.json["training"]
     optimizer.load_state_dict(_unflatten_optimizer(saved.tensors["training"], training["param_groups"]))
     generator.set_state(saved.tensors["training"]["rng"])
-    return int(training["step"]), dict(training.get("stats", {}))
+    return int(training["step"]), dict(training.get("stats", {})), saved.tensors.get("weak")

@@ -6,8 +6,10 @@ import torch
 from core import conditions as C
 from core.denoiser import Denoiser
 from core.errors import UsageError
-from core.guidance import Guidance, Guided, Term, coefficients
+from core.guidance import Guidance, Guided, Term
 from core.parameterization import estimate
+from core.rules import linear_coefficients as coefficients
+from core.samplers import Step
 from modalities.toy.mixture import ATTRIBUTES
 from tests.helpers import SCHEDULE, random_mlp
 
@@ -28,13 +30,19 @@ def _eps(model, x, t, cond):
         return model(x, t, cond)
 
 
+def _call(fn: Guided, x, t, ab, state=None):
+    """One guided prediction at step 0 of a 10-step trajectory."""
+    with torch.no_grad():
+        return fn(x, Step(t, ab, 0, 10), state)[0]
+
+
 @pytest.mark.parametrize("w", [-3.0, -1.0, 0.0, 0.5, 2.0])
 def test_batched_cfg_equals_separate_passes(w: float) -> None:
     model = random_mlp()
     x, t, ab, cond = _inputs()
     expected = (1 + w) * _eps(model, x, t, cond) - w * _eps(model, x, t, C.null_like(cond))
     for chunk in (None, B, 5):  # one forward, one forward per branch, ragged chunks
-        got = Guided(model, Guidance.cfg(w, chunk=chunk), cond, num_steps=1000)(x, t, ab)
+        got = _call(Guided(model, Guidance.cfg(w, chunk=chunk), cond), x, t, ab)
         torch.testing.assert_close(got.eps, expected, rtol=1e-5, atol=1e-5)
 
 
@@ -42,8 +50,8 @@ def test_w0_is_the_conditional_model_and_w_minus_1_the_unconditional_exactly() -
     model = random_mlp()
     x, t, ab, cond = _inputs()
     for w, c in ((0.0, cond), (-1.0, C.null_like(cond))):
-        fn = Guided(model, Guidance.cfg(w), cond, num_steps=1000)
-        assert torch.equal(fn(x, t, ab).eps, _eps(model, x, t, c))
+        fn = Guided(model, Guidance.cfg(w), cond)
+        assert torch.equal(_call(fn, x, t, ab).eps, _eps(model, x, t, c))
         assert fn.forwards == B  # the zero-coefficient branch is never evaluated
 
 
@@ -52,20 +60,20 @@ def test_cfg_costs_one_batched_forward_of_two_branches() -> None:
     calls = []
     model.register_forward_hook(lambda m, args, out: calls.append(args[0].shape[0]))
     x, t, ab, cond = _inputs()
-    Guided(model, Guidance.cfg(2.0), cond, num_steps=1000)(x, t, ab)
+    _call(Guided(model, Guidance.cfg(2.0), cond), x, t, ab)
     assert calls == [2 * B]
 
 
 def test_composition_with_one_term_equals_cfg_and_general_composition_matches_formula() -> None:
     model = random_mlp()
     x, t, ab, cond = _inputs()
-    single = Guided(model, Guidance(terms=(Term(1.5, tuple(ATTRIBUTES)),)), cond, num_steps=1000)(x, t, ab)
-    cfg = Guided(model, Guidance.cfg(1.5), cond, num_steps=1000)(x, t, ab)
+    single = _call(Guided(model, Guidance(terms=(Term(1.5, tuple(ATTRIBUTES)),)), cond), x, t, ab)
+    cfg = _call(Guided(model, Guidance.cfg(1.5), cond), x, t, ab)
     torch.testing.assert_close(single.eps, cfg.eps)
 
     w1, w2 = 2.0, -0.5
     g = Guidance(terms=(Term(w1, ("cluster",)), Term(w2, ("side",))))
-    got = Guided(model, g, cond, num_steps=1000)(x, t, ab).eps
+    got = _call(Guided(model, g, cond), x, t, ab).eps
     u = _eps(model, x, t, C.null_like(cond))
     e1 = _eps(model, x, t, C.select(cond, ("cluster",)))
     e2 = _eps(model, x, t, C.select(cond, ("side",)))
@@ -77,7 +85,7 @@ def test_negative_condition_replaces_the_unconditional_base() -> None:
     x, t, ab, cond = _inputs()
     neg = C.stack([{"cluster": (i + 2) % 4} for i in range(B)], ATTRIBUTES)
     w = 1.5
-    got = Guided(model, Guidance.cfg(w), cond, negative=neg, num_steps=1000)(x, t, ab).eps
+    got = _call(Guided(model, Guidance.cfg(w), cond, negative=neg), x, t, ab).eps
     en, ec = _eps(model, x, t, neg), _eps(model, x, t, cond)
     torch.testing.assert_close(got, en + (1 + w) * (ec - en), rtol=1e-5, atol=1e-5)
 
@@ -99,25 +107,40 @@ def test_cfg_is_parameterization_invariant() -> None:
             a, s = SCHEDULE.at(t_.long())[:, None].sqrt(), (1 - SCHEDULE.at(t_.long())[:, None]).sqrt()
             return a * est.eps - s * est.x0
 
-    ref = Guided(base, Guidance.cfg(3.0), cond, num_steps=1000)(x, t, ab)
+    ref = _call(Guided(base, Guidance.cfg(3.0), cond), x, t, ab)
     for kind in ("x0", "v"):
-        got = Guided(As(kind), Guidance.cfg(3.0), cond, num_steps=1000)(x, t, ab)
+        got = _call(Guided(As(kind), Guidance.cfg(3.0), cond), x, t, ab)
         torch.testing.assert_close(got.x0, ref.x0, rtol=1e-4, atol=1e-4)
 
 
-def test_interval_switches_guidance_off_outside() -> None:
+def test_interval_is_on_the_noise_level_and_switches_guidance_off_outside() -> None:
     model = random_mlp()
     x, _, _, cond = _inputs()
     t = torch.full((B,), 900.0)
     ab = SCHEDULE.at(t.long()).double()
-    fn = Guided(model, Guidance.cfg(4.0, interval=(0.0, 0.5)), cond, num_steps=1000)
-    assert torch.equal(fn(x, t, ab).eps, _eps(model, x, t, cond))  # t/T = 0.9 is outside: plain conditional
+    sigma = float(((1 - ab[0]) / ab[0]).sqrt())  # about 37 on the linear schedule
+    outside = Guided(model, Guidance.cfg(4.0, interval=(0.3, 5.0)), cond)
+    assert torch.equal(_call(outside, x, t, ab).eps, _eps(model, x, t, cond))  # plain conditional
+    inside = Guided(model, Guidance.cfg(4.0, interval=(0.3, 1.01 * sigma)), cond)
+    full = Guided(model, Guidance.cfg(4.0), cond)
+    assert torch.equal(_call(inside, x, t, ab).eps, _call(full, x, t, ab).eps)
+
+
+def test_weight_schedules_rise_as_noise_falls_and_average_to_w() -> None:
+    u = torch.linspace(0, 1, 2001, dtype=torch.float64)  # progress from sigma_max to sigma_min
+    lo, hi = 0.01, 100.0
+    sigma = torch.exp(torch.log(torch.tensor(hi)) - u * (torch.log(torch.tensor(hi)) - torch.log(torch.tensor(lo))))
+    for kind, f in (("linear", 2 * u), ("cosine", 1 - torch.cos(torch.pi * u))):
+        w = Guidance.cfg(3.0, schedule=kind, schedule_range=(lo, hi)).weights_at(sigma)[0].double()
+        torch.testing.assert_close(w, 3.0 * f, rtol=1e-5, atol=1e-5)  # a hand computation of Wang et al.'s forms
+        assert abs(float(w.mean()) - 3.0) < 0.01 and bool((w.diff() >= -1e-6).all())
+    assert torch.equal(Guidance.cfg(3.0).weights_at(sigma), torch.full((1, len(sigma)), 3.0))
 
 
 def test_rescale_matches_the_conditional_std_at_phi_1() -> None:
     model = random_mlp()
     x, t, ab, cond = _inputs()
-    got = Guided(model, Guidance.cfg(5.0, rule="rescale", phi=1.0), cond, num_steps=1000)(x, t, ab).eps
+    got = _call(Guided(model, Guidance.single(5.0, "rescale", {"phi": 1.0}), cond), x, t, ab).eps
     torch.testing.assert_close(got.std(dim=1), _eps(model, x, t, cond).std(dim=1), rtol=1e-4, atol=1e-5)
 
 
@@ -127,10 +150,13 @@ def test_coefficients_sum_to_one() -> None:
 
 
 def test_guidance_spec_round_trips_and_rejects_bad_values() -> None:
-    g = Guidance(terms=(Term(2.0, ("cluster",)), Term(0.5)), rule="rescale", phi=0.5, interval=(0.1, 0.9))
+    g = Guidance(terms=(Term(2.0, ("cluster",)), Term(0.5)), rule="rescale", options=(("phi", 0.5),),
+                 interval=(0.1, 0.9), schedule="cosine")
     assert Guidance.from_json(g.to_json()) == g
+    assert dict(g.options) == {"phi": 0.5, "space": "model"}  # defaults filled in: records carry every option
     for bad in (dict(rule="nope"), dict(terms=()), dict(interval=(0.5, 0.1)), dict(chunk=0),
-                dict(terms=(Term(float("nan")),))):
+                dict(terms=(Term(float("nan")),)), dict(schedule="steep"),
+                dict(rule="rescale", options=(("phi", 2.0),)), dict(rule="rescale", options=(("psi", 0.5),))):
         with pytest.raises(UsageError):
             Guidance(**bad)
 
@@ -151,12 +177,16 @@ class _SelfConditioned(Denoiser):
         return out if x0_self is None else out + 0.25 * x0_self
 
 
-def test_self_conditioning_feeds_back_the_previous_guided_estimate() -> None:
+def test_self_conditioning_feeds_back_the_previous_guided_estimate_through_the_trajectory_state() -> None:
     model = _SelfConditioned()
     x, t, ab, cond = _inputs()
-    fn = Guided(model, Guidance.cfg(2.0), cond, num_steps=1000)
-    first = fn(x, t, ab)
-    assert model.seen == [None]  # nothing to read yet: the model's zeros
-    fn(x, t, ab)
-    fed = model.seen[-1]  # [2B, 2]: the unconditional and the conditional branch
-    torch.testing.assert_close(fed, torch.cat([first.x0, first.x0]).float())
+    fn = Guided(model, Guidance.cfg(2.0), cond)
+    step = Step(t, ab, 0, 10)
+    with torch.no_grad():
+        first, state = fn(x, step, None)
+        assert model.seen == [None]  # nothing to read yet: the model's zeros
+        fn(x, step._replace(index=1), state)
+        fed = model.seen[-1]  # [2B, 2]: the unconditional and the conditional branch
+        torch.testing.assert_close(fed, torch.cat([first.x0, first.x0]).float())
+        fn(x, step, None)  # a new trajectory on the same object sees nothing of the last one
+    assert model.seen[-1] is None

@@ -107,6 +107,15 @@ def compass_mixture(
                    {"cluster": torch.tensor(cluster), "side": torch.tensor(side)})
 
 
+def interpolate(log_alpha_bar: Tensor, t: Tensor) -> Tensor:
+    """``alpha_bar`` at model time ``t`` ([B], fractional allowed: log-linear interpolation of the table)."""
+    t = t.double().clamp(0, len(log_alpha_bar) - 1)
+    lo = t.floor().long()
+    hi = (lo + 1).clamp(max=len(log_alpha_bar) - 1)
+    frac = t - lo
+    return torch.exp((1 - frac) * log_alpha_bar[lo] + frac * log_alpha_bar[hi])
+
+
 class ExactDenoiser(Denoiser):
     """The Bayes-optimal eps-predictor of a :class:`Mixture` under a schedule, for any partial condition."""
 
@@ -118,12 +127,7 @@ class ExactDenoiser(Denoiser):
         self.register_buffer("log_alpha_bar", schedule.alpha_bar.log())  # [T] for fractional-t interpolation
 
     def alpha_bar(self, t: Tensor) -> Tensor:
-        """``alpha_bar`` at model time ``t`` ([B], fractional allowed: log-linear interpolation)."""
-        t = t.double().clamp(0, len(self.log_alpha_bar) - 1)
-        lo = t.floor().long()
-        hi = (lo + 1).clamp(max=len(self.log_alpha_bar) - 1)
-        frac = t - lo
-        return torch.exp((1 - frac) * self.log_alpha_bar[lo] + frac * self.log_alpha_bar[hi])
+        return interpolate(self.log_alpha_bar, t)
 
     def forward(self, x_t: Tensor, t: Tensor, cond: Condition) -> Tensor:
         ab = self.alpha_bar(t)  # [B]
@@ -141,3 +145,21 @@ class ExactDenoiser(Denoiser):
 
     def config(self) -> dict:
         return {"kind": "exact"}
+
+
+class ExactClassifier(torch.nn.Module):
+    """The mixture's exact noisy-label posterior: ``log p(c | x_t)`` for any partial condition ``c``.
+
+    ``p(c | x_t) = sum_{k compatible with c} N(x_t; a mu_k, a^2 S_k + s^2 I) / sum_k N(...)`` (equal weights):
+    the classifier whose gradient makes classifier guidance equal CFG with the exact denoiser (Bayes).
+    """
+
+    def __init__(self, mixture: Mixture, schedule: Schedule):
+        super().__init__()
+        self.mixture = mixture
+        self.register_buffer("log_alpha_bar", schedule.alpha_bar.log())
+
+    def log_prob(self, x_t: Tensor, t: Tensor, cond: Condition) -> Tensor:
+        logp, _, _ = self.mixture.log_components(x_t, interpolate(self.log_alpha_bar, t))  # [B, K]
+        ok = self.mixture.compatible(cond)
+        return torch.logsumexp(logp.masked_fill(~ok, -math.inf), -1) - torch.logsumexp(logp, -1)

@@ -1,0 +1,168 @@
+"""Noise-conditional classifiers for classifier guidance (Dhariwal & Nichol 2021, Sec. 4.1).
+
+A modality supplies a *backbone* ``(x_t [B, ...], t [B]) -> features [B, D]`` that reads the diffusion space
+(pixels, waveforms, text embeddings) at any noise level; :class:`NoiseClassifier` adds one linear head per
+attribute. It is trained by the denoiser's trainer (:func:`core.trainer.train`) with :func:`classification_loss`:
+random ``t``, cross-entropy of the clean labels, EMA weights, checkpointed and resumable like a denoiser.
+Attributes are treated as independent given ``x_t``: ``log p(c | x_t) = sum_a log p(c_a | x_t)`` over the
+attributes ``c`` states. Classifier guidance (:mod:`core.rules.classifier`) differentiates :meth:`log_prob`.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor, nn
+
+from core import checkpoint as ckpt
+from core import conditions as C
+from core.conditions import NULL, Attributes, Condition
+from core.data import ConditionalDataset, Splits
+from core.judge import fingerprint, masked_cross_entropy
+from core.parameterization import noise
+from core.schedules import Schedule
+
+
+class LogProb(Protocol):
+    """What classifier guidance needs: ``log p(c | x_t)`` per example, differentiable in ``x_t``."""
+
+    def log_prob(self, x_t: Tensor, t: Tensor, cond: Condition) -> Tensor:  # [B, ...], [B], cond -> [B]
+        ...
+
+
+class NoiseClassifier(nn.Module):
+    """``backbone(x_t, t)`` features plus one linear head per attribute: ``-> {attribute: logits [B, n]}``.
+
+    Args:
+        backbone: ``(x_t, t) -> [B, dim]``.
+        dim: the backbone's feature width.
+        attributes: attribute -> value names.
+        sample_shape: one example's shape in diffusion space (what the trainer draws noise for).
+        config: JSON that rebuilds the backbone through its modality (stored in the checkpoint).
+    """
+
+    self_conditioning = False
+
+    def __init__(self, backbone: nn.Module, dim: int, attributes: Attributes, sample_shape: Sequence[int],
+                 config: Mapping[str, Any]):
+        super().__init__()
+        self.backbone = backbone
+        self.attributes = {a: list(v) for a, v in attributes.items()}
+        self.sample_shape = tuple(sample_shape)
+        self._config = {**dict(config), "dim": dim}
+        self.heads = nn.ModuleDict({a: nn.Linear(dim, len(v)) for a, v in attributes.items()})
+
+    def forward(self, x_t: Tensor, t: Tensor) -> dict[str, Tensor]:
+        f = self.backbone(x_t, t)  # [B, D]
+        return {a: head(f).float() for a, head in self.heads.items()}
+
+    def log_prob(self, x_t: Tensor, t: Tensor, cond: Condition) -> Tensor:
+        """``sum_a log p(c_a | x_t)`` over the attributes ``cond`` states (``NULL`` ones add 0): ``[B]``."""
+        logits = self(x_t, t)
+        total = torch.zeros(x_t.shape[0], device=x_t.device)
+        for a, lg in logits.items():
+            c = cond[a].to(x_t.device)
+            picked = lg.log_softmax(-1).gather(1, c.clamp(min=0)[:, None])[:, 0]  # [B]
+            total = total + torch.where(c == NULL, torch.zeros_like(picked), picked)
+        return total
+
+    def encode(self, batch: Tensor) -> Tensor:
+        """Identity: the classifier is trained on data already in diffusion space (:func:`encoded`)."""
+        return batch
+
+    def config(self) -> dict[str, Any]:
+        return dict(self._config)
+
+
+def classification_loss(net: nn.Module, model: Any, schedule: Schedule, batch: Tensor, cond: Condition, t: Tensor,
+                        eps: Tensor, self_cond: bool = False) -> Tensor:
+    """Cross-entropy of the clean labels from ``x_t = sqrt(alpha_bar) x0 + sqrt(1 - alpha_bar) eps`` (Dhariwal &
+    Nichol 2021, Sec. 4.1), summed over attributes; unlabelled (``NULL``) examples are skipped. A
+    :data:`core.trainer.Loss`."""
+    x_t = noise(batch, eps, schedule.at(t))
+    logits = net(x_t, t.float())
+    return sum(masked_cross_entropy(logits[a], cond[a]) for a in logits)  # type: ignore[return-value]
+
+
+def grad_log_prob(classifier: LogProb, x_t: Tensor, t: Tensor, conds: Sequence[Condition]) -> Tensor:
+    """``grad_x log p(c_k | x_t)`` for each of K conditions at once: one forward and one backward over the
+    K copies of ``x_t`` stacked on the batch: ``[K, B, ...]``."""
+    k, b = len(conds), x_t.shape[0]
+    with torch.enable_grad():
+        x = x_t.detach().float().unsqueeze(0).expand(k, *x_t.shape).reshape(k * b, *x_t.shape[1:])
+        x.requires_grad_(True)
+        lp = classifier.log_prob(x, t.repeat(k), C.concat([C.to(c, x_t.device) for c in conds]))  # [K*B]
+        (grad,) = torch.autograd.grad(lp.sum(), x)
+    return grad.view(k, *x_t.shape)
+
+
+@torch.no_grad()
+def encoded(encode: Any, data: ConditionalDataset, batch_size: int = 512) -> ConditionalDataset:
+    """``data`` mapped into diffusion space by a denoiser's ``encode`` (identity for pixels and waveforms)."""
+    x = torch.cat([encode(data.x[i : i + batch_size]).float().cpu() for i in range(0, len(data), batch_size)])
+    return ConditionalDataset(f"{data.name}:encoded", x, data.cond, data.attributes, data.info)
+
+
+@torch.no_grad()
+def accuracy_by_noise(classifier: NoiseClassifier, schedule: Schedule, test: ConditionalDataset,
+                      fractions: Sequence[float] = (0.0, 0.25, 0.5, 0.75), seed: int = 0) -> dict[str, float]:
+    """Held-out joint accuracy at a few noise levels, keyed by ``sigma``: how much the classifier still sees."""
+    from core.metrics import adherence
+
+    g = torch.Generator().manual_seed(seed)
+    eps = torch.randn(test.x.shape, generator=g)
+    out = {}
+    classifier.eval()
+    for f in fractions:
+        t = torch.full((len(test),), min(schedule.T - 1, round(f * (schedule.T - 1))))
+        ab = schedule.at(t)
+        preds = [classifier(noise(test.x[i : i + 512], eps[i : i + 512], ab[i : i + 512]), t[i : i + 512].float())
+                 for i in range(0, len(test), 512)]
+        judged = {a: torch.cat([p[a] for p in preds]).argmax(-1) for a in test.attributes}
+        sigma = float(((1 - ab[0]) / ab[0]).sqrt())
+        out[f"sigma={sigma:.3g}"] = adherence(test.cond, judged)["adherence"]
+    return out
+
+
+def fit_classifier(
+    build: Any,
+    schedule: Schedule,
+    splits: Splits,
+    encode: Any,
+    train_config: Any,
+    directory: Path,
+    *,
+    meta: Mapping[str, Any],
+    progress: bool = True,
+) -> tuple[NoiseClassifier, dict[str, Any]]:
+    """Train (or resume, or load) a noise classifier in the checkpoint directory ``directory``.
+
+    Args:
+        build: ``() -> NoiseClassifier``, fresh weights.
+        encode: the denoiser's ``encode`` (the classifier reads the same diffusion space).
+        train_config: a :class:`core.trainer.TrainConfig` (no condition dropout: labels are clean).
+        meta: JSON stored in its ``config.json`` (modality, dataset, backbone config).
+
+    A directory trained on other data (another encoding or labels) is replaced, with a message.
+    Returns the EMA classifier (eval mode) and its info: held-out accuracy by noise level, training stats.
+    """
+    from core.trainer import train
+
+    train_set, test_set = encoded(encode, splits.train), encoded(encode, splits.test)
+    key = fingerprint(train_set.x, *train_set.cond.values(), config=dict(meta))
+    if ckpt.exists(directory) and ckpt.read_config(directory).get("fingerprint") != key:
+        print(f"classifier in {directory} was trained on other data or settings; retraining it")
+        shutil.rmtree(directory)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(train_config.seed)
+        model = build()
+    result = train(model, schedule, train_set, train_config, out=directory, meta={**meta, "fingerprint": key},
+                   progress=progress, loss=classification_loss, desc="train classifier")
+    clf = result.ema.eval()
+    info = {"held_out_accuracy_by_sigma": accuracy_by_noise(clf, schedule, test_set), "train": result.stats,
+            "step": result.step, "directory": str(directory), "fingerprint": key}
+    return clf, info
