@@ -25,6 +25,7 @@ from core.errors import UsageError
 from core.guidance import Guidance, Guided, Term
 from core.pipeline import load_model
 from core.registry import get as get_modality
+from core.samplers import Step
 from core.schedules import Schedule
 
 
@@ -46,16 +47,16 @@ def measure(model: Denoiser, schedule: Schedule, batch: int, repeats: int, seed:
     g = torch.Generator().manual_seed(seed)
     x = torch.randn((batch, *model.sample_shape), generator=g)
     t = torch.full((batch,), float(schedule.T // 2))
-    ab = schedule.at(t.long()).double()
+    step = Step(t, schedule.at(t.long()).double(), 0, 1)
     full = C.all_choices(model.attributes)
     cond = C.stack([full[i % len(full)] for i in range(batch)], model.attributes)
-    fns = {name: Guided(model, spec, cond, num_steps=schedule.T)
+    fns = {name: Guided(model, spec, cond)
            for name, spec in variants(list(model.attributes), batch).items()}
     times: dict[str, list[float]] = {name: [] for name in fns}
     for r in range(repeats + 2):
         for name, fn in fns.items():
             start = time.perf_counter()
-            fn(x, t, ab)
+            fn(x, step, None)
             if r >= 2:  # the first rounds warm up allocators and kernels
                 times[name].append(time.perf_counter() - start)
     return {name: statistics.median(v) for name, v in times.items()}

@@ -119,6 +119,21 @@ class Runs:
         return mean_ci([value(r, metric) for r in group])
 
 
+def rule_label(group: Sequence[Record]) -> str:
+    """The rule of a seed group, with its non-default options and wrappers."""
+    return group[0].get("rule_label", group[0]["rule"])
+
+
+def matched_fd(points: Sequence[tuple[float, float]], target: float) -> float:
+    """FD where a curve of (adherence, FD) points, in weight order, first reaches ``target`` adherence, linear
+    between neighbours (the lowest such FD if it crosses more than once); NaN if it never does."""
+    found = [f1 + (target - a1) / (a2 - a1) * (f2 - f1)
+             for (a1, f1), (a2, f2) in zip(points, points[1:], strict=False)
+             if a1 != a2 and min(a1, a2) <= target <= max(a1, a2)]
+    found += [f for a, f in points if a == target]
+    return min(found) if found else float("nan")
+
+
 def cfg_w(group: Sequence[Record]) -> float | None:
     """The w of a plain single-term CFG setting on the full requested condition, else None."""
     terms = group[0]["terms"]
@@ -513,6 +528,102 @@ class Report:
                           + f"; joint adherence at w = {top_w:g}: "
                           + ", ".join(f"{k} {v:.3f}" for k, v in adh.items()) + ".")
 
+    def rules_section(self) -> None:
+        self.add("h2", "6. Guidance rules")
+        self.add("p", "Every shipped rule at its paper's recommended options, the same in every modality, swept over "
+                      "its weight; plain CFG's curve is the sweep of section 1. Each curve runs from the conditional "
+                      "model (w = 0, where every rule but CFG++ is the conditional model exactly) towards more "
+                      "guidance; lower is better. Matched adherence is the joint adherence CFG reaches at w = 1; a "
+                      "rule's FD there is read off its curve (linear between neighbouring weights) and, as a measured "
+                      "number with its interval, as the lowest FD among the rule's settings that reach it.")
+        verdicts: dict[str, dict[str, str]] = defaultdict(dict)
+        for m in self.mods:
+            groups = self.section(m, "rules")
+            sw = self.sweep(m)
+            if not groups or 1.0 not in sw or 0.0 not in sw:
+                continue
+            run = self.runs[m]
+            curves: dict[str, list[tuple[float, list[Record]]]] = {"cfg": sorted(
+                (w, g) for w, g in sw.items() if 0 <= w <= 4)}
+            for g in groups:
+                curves.setdefault(rule_label(g), []).append((float(g[0]["w"]), g))
+            for pts in curves.values():
+                if all(w != 0.0 for w, _ in pts) and pts[0][1][0]["rule"] != "cfgpp":
+                    pts.append((0.0, sw[0.0]))  # every rule but CFG++ is the conditional model at w = 0
+                pts.sort(key=lambda p: p[0])
+            target = run.stat(sw[1.0], "adherence")[0]
+            cfg_fd = run.stat(sw[1.0], "fd")
+            self.add("h3", m)
+            self.add("img", f"{m}: FD against adherence per rule", path=self.frontiers(m, curves, target))
+            rows = [["rule", "weights", "best adherence (w)", "FD at matched adherence (curve)",
+                     "lowest FD reaching it (w)", f"against CFG's {fmt(*cfg_fd)} at w = 1"]]
+            for label, pts in curves.items():
+                stats = [(w, run.stat(g, "adherence"), run.stat(g, "fd")) for w, g in pts]
+                best = max(stats, key=lambda p: p[1][0])
+                crossing = matched_fd([(a[0], f[0]) for _, a, f in stats], target)
+                reach = [p for p in stats if p[1][0] >= target]
+                low = min(reach, key=lambda p: p[2][0]) if reach else None
+                verdict = "CFG itself" if label == "cfg" else self.verdict(low, cfg_fd, best[1][0])
+                verdicts[label][m] = verdict
+                rows.append([label, ", ".join(f"{w:g}" for w, _, _ in stats), f"{fmt(*best[1])} ({best[0]:g})",
+                             fmt(crossing), "-" if low is None else f"{fmt(*low[2])} ({low[0]:g})", verdict])
+            self.add("table", rows=rows)
+            self.add("p", f"{m}: matched adherence is {target:.3f}. " + self.rules_text(verdicts, m))
+            clf = next((g for g in groups if g[0]["rule"] == "classifier"), None)
+            helper = clf[0]["extra"].get("helpers", {}).get("classifier") if clf else None
+            if helper:
+                acc = ", ".join(f"{k} {v:.2f}" for k, v in helper.get("held_out_accuracy_by_sigma", {}).items())
+                self.add("p", f"{m}: the noise classifier's held-out joint accuracy by noise level: {acc}.")
+        if verdicts:
+            mods = [m for m in self.mods if any(m in v for v in verdicts.values())]
+            self.add("h3", "Which rules help where")
+            self.add("table", rows=[["rule", *mods], *[[label, *[v.get(m, "-") for m in mods]]
+                                                      for label, v in verdicts.items() if label != "cfg"]])
+
+    def verdict(self, low: tuple[float, tuple[float, float], tuple[float, float]] | None,
+                cfg_fd: tuple[float, float], best_adherence: float) -> str:
+        """How a rule's lowest FD at CFG's w = 1 adherence compares with CFG's FD there (intervals over seeds)."""
+        if low is None:
+            return f"does not reach it (best {best_adherence:.3f})"
+        (mean, half), (ref, ref_half) = low[2], cfg_fd
+        ratio = f"FD x{mean / ref:.2f}" if ref > 0 else ""
+        if self.study["seeds"] < 2:
+            return f"{ratio} (one seed: untested)"
+        if mean + half < ref - ref_half:
+            return f"lower, {ratio}"
+        if mean - half > ref + ref_half:
+            return f"higher, {ratio}"
+        return f"no clear difference, {ratio}"
+
+    @staticmethod
+    def rules_text(verdicts: dict[str, dict[str, str]], m: str) -> str:
+        def named(word: str) -> list[str]:
+            return [label for label, v in verdicts.items() if v.get(m, "").startswith(word)]
+
+        lower, higher, short = named("lower"), named("higher"), named("does not reach")
+        parts = [f"Rules with a lower FD than CFG at its w = 1 adherence (intervals apart): "
+                 f"{', '.join(lower) or 'none'}.", f"Higher: {', '.join(higher) or 'none'}."]
+        if short:
+            parts.append(f"Never reaching that adherence on their grid: {', '.join(short)}.")
+        return " ".join(parts)
+
+    def frontiers(self, m: str, curves: dict[str, list[tuple[float, list[Record]]]], target: float) -> Path:
+        run = self.runs[m]
+        fig, ax = plt.subplots(figsize=(6.4, 4.2))
+        for label, pts in curves.items():
+            xs = [run.stat(g, "adherence")[0] for _, g in pts]
+            ys = [run.stat(g, "fd")[0] for _, g in pts]
+            style = {"color": "black", "lw": 2.2, "zorder": 3} if label == "cfg" else {"lw": 1.0}
+            ax.plot(xs, ys, marker="o", ms=3, label=label, **style)
+            ax.annotate(f"{pts[-1][0]:g}", (xs[-1], ys[-1]), fontsize=6, xytext=(2, 2), textcoords="offset points")
+        ax.axvline(target, color="grey", ls=":", lw=0.8)
+        ax.set_yscale("log")
+        ax.set_xlabel("joint adherence (dotted: CFG at w = 1)")
+        ax.set_ylabel("Frechet distance (log scale, lower is better)")
+        ax.set_title(f"{m}: fidelity against adherence, one curve per rule (last weight labelled)", fontsize=8)
+        ax.legend(fontsize=6, ncol=2)
+        return _save(fig, self.plots / f"rules_{m}.png")
+
     def build(self) -> list[Block]:
         self.header()
         self.summary()
@@ -521,6 +632,7 @@ class Report:
         self.negative_section()
         self.mixing_section()
         self.p_uncond_section()
+        self.rules_section()
         return self.blocks
 
 

@@ -9,7 +9,9 @@ and runs five sections through the same core code path (:func:`core.pipeline.run
 3. ``negative``: weights below -1, read against the unconditional rate (w = -1) and chance;
 4. ``mixing``: two attributes composed with a grid of weights (Liu et al. 2022), against conditioning on both
    at once and against single-attribute guidance;
-5. ``p_uncond``: models trained with other unconditional-dropout rates (the paper tried 0.1, 0.2, 0.5).
+5. ``p_uncond``: models trained with other unconditional-dropout rates (the paper tried 0.1, 0.2, 0.5);
+6. ``rules``: every shipped guidance rule over its weight grid (classifier guidance over five scales), read as
+   fidelity-against-adherence frontiers beside plain CFG's sweep.
 
 Every setting runs once per sampling seed; the report gives means with 95% confidence intervals. Rerunning with
 the same ``--out`` reuses finished models and settings; ``--force`` recomputes them.
@@ -23,11 +25,12 @@ import shutil
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from core import rules
 from core.errors import UsageError
 from core.guidance import Guidance, Term
 from core.pipeline import Setting, prepare, run_settings
@@ -35,9 +38,39 @@ from core.progress import bar
 from core.registry import PRESETS, Preset
 from core.registry import get as get_modality
 
-SECTIONS = ("sweep", "steps", "negative", "mixing", "p_uncond")
+SECTIONS = ("sweep", "steps", "negative", "mixing", "p_uncond", "rules")
 MODALITIES = ("toy", "image", "audio", "text")
 PAPER_GRID = (0.0, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 3.0, 4.0)
+
+
+@dataclass(frozen=True)
+class RuleRun:
+    """One guidance rule, with its options and wrappers, as the rules section runs it; ``ws=None``: the plan's."""
+
+    rule: str
+    options: tuple[tuple[str, Any], ...] = ()
+    interval: tuple[float, float] | None = None
+    schedule: str = "constant"
+    ws: tuple[float, ...] | None = None
+
+    def guidance(self, w: float) -> Guidance:
+        return Guidance(terms=(Term(w),), rule=self.rule, options=self.options, interval=self.interval,
+                        schedule=self.schedule)
+
+
+# The field's rules at their papers' recommended options, the same in every modality (the question is whether a rule
+# that helps one data type helps the others). Plain CFG's frontier is the sweep section's.
+RULES = (
+    RuleRun("rescale", (("phi", 0.7),)),  # Lin et al. 2024
+    RuleRun("cfg", interval=(0.28, 5.42)),  # Kynkaanniemi et al. 2024's interval for EDM2
+    RuleRun("cfg", schedule="linear"),  # Wang et al. 2024
+    RuleRun("threshold", (("p", 99.5),)),  # Saharia et al. 2022
+    RuleRun("apg", (("eta", 0.0), ("momentum", -0.5))),  # Sadat et al. 2025
+    RuleRun("cfgpp", ws=(-0.6, -0.2)),  # Chung et al. 2024: lambda = 1 + w in [0, 1]
+    RuleRun("zerostar"),  # Fan et al. 2025
+    RuleRun("auto"),  # Karras et al. 2024
+    RuleRun("classifier", ws=(0.5, 1.0, 2.0, 5.0, 10.0)),  # Dhariwal & Nichol 2021, five scales
+)
 
 
 @dataclass(frozen=True)
@@ -54,12 +87,16 @@ class Plan:
     p_uncond_modalities: tuple[str, ...] | None  # None: every modality
     p_uncond_ws: tuple[float, ...]
     per_condition_scale: float  # samples per condition, as a fraction of the preset's bench setting
+    rule_ws: tuple[float, ...] = (1.0, 3.0)  # weights of each rule in the rules section (w = 0 is CFG's)
+    rules: tuple[RuleRun, ...] = field(default=RULES)
 
 
 PLANS = {
     "smoke": Plan(sweep_ws=(-1.0, 0.0, 2.0), step_scales=(0.5, 1.0), step_ws=(2.0,), step_samplers=("ddim", "dpmpp2m"),
                   negative_ws=(-3.0,), mix_ws=(0.0, 2.0), p_unconds=(0.1, 0.5), p_uncond_modalities=("toy",),
-                  p_uncond_ws=(0.0, 2.0), per_condition_scale=0.25),
+                  p_uncond_ws=(0.0, 2.0), per_condition_scale=0.25, rule_ws=(2.0,),
+                  rules=tuple(RuleRun(r.rule, r.options, r.interval, r.schedule,
+                                      None if r.ws is None else r.ws[-1:]) for r in RULES)),
     # sized for a 2-core CPU: 3 seeds x a quarter of the bench's samples, each preset's own step count and two
     # smaller ones (audio's 6-step schedule gives 2, 3, 6; the image's 20 gives 5, 10, 20), a 2x2 mixing grid;
     # the ablation adds 0.1 and 0.5 to the main models' rate (toy 0.1, image 0.15)
@@ -70,12 +107,28 @@ PLANS = {
     "full": Plan(sweep_ws=(-1.0, *PAPER_GRID), step_scales=(0.2, 0.5, 1.0, 2.0, 5.0), step_ws=(0.0, 3.0),
                  step_samplers=("ddim", "dpmpp2m"), negative_ws=(-1.5, -2.0, -3.0, -5.0),
                  mix_ws=(0.0, 0.5, 1.0, 2.0, 3.0), p_unconds=(0.1, 0.2, 0.5), p_uncond_modalities=None,
-                 p_uncond_ws=(-1.0, 0.0, 0.5, 1.0, 2.0, 3.0, 4.0), per_condition_scale=1.0),
+                 p_uncond_ws=(-1.0, 0.0, 0.5, 1.0, 2.0, 3.0, 4.0), per_condition_scale=1.0,
+                 rule_ws=(0.5, 1.0, 2.0, 3.0, 4.0)),
 }
 
 
-def section_settings(plan: Plan, spec: Preset, attributes: Sequence[str]) -> dict[str, list[Setting]]:
-    """The settings of sections 1-4 for one model (section 5 reuses the sweep shape on other models)."""
+def rule_runs(plan: Plan, names: Sequence[str] | None = None) -> list[RuleRun]:
+    """The plan's rule runs plus every other registered rule (a plug-in) at its defaults, or only those named."""
+    shipped = [*plan.rules]
+    known = {r.rule for r in shipped} | {"cfg"}
+    runs = shipped + [RuleRun(n) for n in rules.names() if n not in known]
+    if names is None:
+        return runs
+    for n in names:
+        if n != "cfg":
+            rules.get(n)  # unknown names: a one-line error listing the valid ones
+    return [r for r in runs if r.rule in names]
+
+
+def section_settings(plan: Plan, spec: Preset, attributes: Sequence[str],
+                     rule_names: Sequence[str] | None = None) -> dict[str, list[Setting]]:
+    """The settings of every section but ``p_uncond`` for one model (it reuses the sweep shape on other models);
+    ``rule_names`` limits the rules section (default: every registered rule)."""
     per = max(1, round(spec.per_condition * plan.per_condition_scale))
     main = {"sampler": spec.sampler, "steps": spec.steps, "per_condition": per}
     counts = sorted({max(1, min(spec.T, round(f * spec.steps))) for f in plan.step_scales})
@@ -86,6 +139,8 @@ def section_settings(plan: Plan, spec: Preset, attributes: Sequence[str]) -> dic
         "negative": [Setting(Guidance.cfg(w), section="negative", **main)
                      for w in sorted({-1.0, 0.0, *plan.negative_ws})],
         "mixing": [],
+        "rules": [Setting(r.guidance(w), section="rules", **main) for r in rule_runs(plan, rule_names)
+                  for w in (plan.rule_ws if r.ws is None else r.ws)],
     }
     if len(attributes) >= 2:
         a, b = attributes[0], attributes[1]
@@ -128,15 +183,18 @@ def run_study(
     preset: str = "quick",
     modalities: Sequence[str] = MODALITIES,
     seeds: int = 3,
+    rule_names: Sequence[str] | None = None,
     force: bool = False,
     progress: bool = True,
 ) -> Path:
-    """Run (or resume) the study into ``out`` and write ``report.html`` and ``report.md``; returns the HTML path."""
+    """Run (or resume) the study into ``out`` and write ``report.html`` and ``report.md``; returns the HTML path.
+    ``rule_names`` limits the rules section (default: every registered rule)."""
     if preset not in PLANS:
         raise UsageError(f"unknown preset {preset!r}; valid: {', '.join(PRESETS)}")
     if seeds < 1:
         raise UsageError(f"--seeds must be >= 1, got {seeds}")
     mods = [get_modality(m) for m in modalities]  # unknown names fail before any work
+    rule_runs(PLANS[preset], rule_names)
     plan, seed_list = PLANS[preset], list(range(seeds))
     out.mkdir(parents=True, exist_ok=True)
     meta_path = out / "study.json"
@@ -152,7 +210,7 @@ def run_study(
 
     def sections_of(name: str, spec: Preset, attrs: Sequence[str], main: bool) -> dict[str, list[Setting]]:
         ablated = len(model_runs(name, spec)) > 1
-        sections = section_settings(plan, spec, attrs) if main else {}
+        sections = section_settings(plan, spec, attrs, rule_names) if main else {}
         return {**sections, "p_uncond": ablation_settings(plan, spec)} if ablated or not main else sections
 
     # attribute names are known once a dataset is loaded; two stand-ins give the right count for the estimate

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -25,6 +26,7 @@ from core.data import ConditionalDataset, Splits
 from core.judge import fingerprint, masked_cross_entropy
 from core.parameterization import noise
 from core.schedules import Schedule
+from core.trainer import TrainConfig
 
 
 class LogProb(Protocol):
@@ -76,6 +78,12 @@ class NoiseClassifier(nn.Module):
 
     def config(self) -> dict[str, Any]:
         return dict(self._config)
+
+
+def training(base: TrainConfig, **overrides: Any) -> TrainConfig:
+    """A noise classifier's training config from a denoiser's: the labels are clean (no condition dropout) and
+    there is no weak copy to keep."""
+    return replace(base, **{"p_uncond": 0.0, "p_attr": 0.0, "weak_at": 0.0, **overrides})
 
 
 def classification_loss(net: nn.Module, model: Any, schedule: Schedule, batch: Tensor, cond: Condition, t: Tensor,

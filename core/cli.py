@@ -15,6 +15,7 @@ from pathlib import Path
 
 from core import conditions as C
 from core.errors import UsageError
+from core.guidance import Guidance, Term
 from core.registry import PRESETS
 
 
@@ -23,6 +24,40 @@ def _floats(text: str) -> list[float]:
         return [float(v) for v in text.split(",") if v.strip()]
     except ValueError as e:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from e
+
+
+def _guidance_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--rule", default="cfg", help="guidance rule (see `crossguide list`); default cfg")
+    p.add_argument("--rule-args", default="", metavar="K=V,...", help="the rule's options, e.g. eta=0,r=15")
+    p.add_argument("--interval", type=_floats, metavar="LO,HI",
+                   help="guide only at noise levels sigma = sqrt((1 - alpha_bar) / alpha_bar) in [LO, HI]")
+    p.add_argument("--schedule", default="constant", metavar="KIND[:SMIN,SMAX]",
+                   help="weight schedule over the noise level: constant, linear or cosine (rising as noise falls, "
+                        "averaging w over log sigma in [SMIN, SMAX], default 0.01,100)")
+
+
+def _guidance(args: argparse.Namespace, terms: tuple[Term, ...] = (Term(0.0),)) -> Guidance:
+    """The guidance spec of ``--rule``, ``--rule-args``, ``--interval`` and ``--schedule`` for ``terms``."""
+    options = {}
+    for part in filter(None, (p.strip() for p in args.rule_args.split(","))):
+        name, sep, value = part.partition("=")
+        if not sep or not name.strip():
+            raise UsageError(f"--rule-args part {part!r} is not of the form name=value")
+        options[name.strip()] = value.strip()
+    interval = None
+    if args.interval is not None:
+        if len(args.interval) != 2:
+            raise UsageError(f"--interval takes two noise levels LO,HI, got {args.interval}")
+        interval = (args.interval[0], args.interval[1])
+    kind, _, bounds = args.schedule.partition(":")
+    extra = {}
+    if bounds:
+        lo_hi = _floats(bounds)
+        if len(lo_hi) != 2:
+            raise UsageError(f"--schedule bounds must be SIGMA_MIN,SIGMA_MAX, got {bounds!r}")
+        extra["schedule_range"] = (lo_hi[0], lo_hi[1])
+    return Guidance(terms=terms, rule=args.rule, options=tuple(options.items()), interval=interval,
+                    schedule=kind.strip(), **extra)
 
 
 def _data_args(p: argparse.ArgumentParser) -> None:
@@ -54,7 +89,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--w", type=float, default=0.0, help="guidance weight (paper's w; w=0 conditional)")
     p.add_argument("--compose", default="", help="per-attribute weights instead of --w, e.g. shape=2,color=0.5")
     p.add_argument("--negative", default="", help="negative condition replacing the unconditional base")
-    p.add_argument("--rule", default="cfg", help="combine rule: cfg or rescale")
+    _guidance_args(p)
+    p.add_argument("--data", type=Path, help="the dataset path, for rules that train on the data (classifier)")
     p.add_argument("--sampler", default="ddim")
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--n", type=int, default=16)
@@ -64,7 +100,9 @@ def parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="sweep guidance weights and evaluate")
     _data_args(p)
-    p.add_argument("--w", type=_floats, help="comma-separated weights (default: paper grid plus -1)")
+    p.add_argument("--w", type=_floats, help="comma-separated weights (default: the rule's grid; for cfg the "
+                                             "paper grid plus -1)")
+    _guidance_args(p)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--checkpoint", type=Path, help="reuse a trained model instead of training")
     p.add_argument("--sampler")
@@ -75,10 +113,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="quick", choices=PRESETS)
     p.add_argument("--modalities", help="comma-separated modality names (default: the study's built-in set)")
     p.add_argument("--seeds", type=int, default=3, help="sampling seeds per setting (mean and 95%% CI)")
+    p.add_argument("--rules", help="comma-separated guidance rules for the rules section (default: every "
+                                   "registered rule)")
     p.add_argument("--out", type=Path, default=Path("results/study"))
     p.add_argument("--force", action="store_true", help="retrain models and recompute settings found in --out")
 
-    sub.add_parser("list", help="list modalities, their datasets and presets")
+    sub.add_parser("list", help="list modalities, their datasets and presets, and the guidance rules")
     return ap
 
 
@@ -112,10 +152,16 @@ def _run(args: argparse.Namespace) -> int:
     from core import registry
 
     if args.command == "list":
+        from core import rules
+
         for name in registry.names():
             m = registry.get(name)
             print(f"{name}: datasets {', '.join(m.datasets)} (default {m.default_dataset}); "
                   f"presets {', '.join(m.presets)}")
+        for name in rules.names():
+            rule = rules.make(name)
+            options = ", ".join(f"{k}={v}" for k, v in rule.options().items()) or "no options"
+            print(f"rule {name}: {options}; acts in: {rule.acts_in()}")
         return 0
     if args.command == "train":
         return _train(args)
@@ -126,7 +172,7 @@ def _run(args: argparse.Namespace) -> int:
 
         recs = bench(args.modality, out=args.out, dataset=args.dataset, data=args.data, preset=args.preset,
                      ws=args.w, seed=args.seed, checkpoint=args.checkpoint, sampler=args.sampler,
-                     steps=args.steps, force=args.force)
+                     steps=args.steps, guidance=_guidance(args), force=args.force)
         print(table(recs))
         print(f"records: {args.out / 'records.jsonl'}  plots: {args.out / 'plots'}")
         return 0
@@ -135,6 +181,8 @@ def _run(args: argparse.Namespace) -> int:
 
         chosen = {} if args.modalities is None else {
             "modalities": [m.strip() for m in args.modalities.split(",") if m.strip()]}
+        if args.rules is not None:
+            chosen["rule_names"] = [r.strip() for r in args.rules.split(",") if r.strip()]
         report = run_study(args.out, preset=args.preset, seeds=args.seeds, force=args.force, **chosen)
         print(f"report: {report}  (and {report.with_suffix('.md')})")
         return 0
@@ -163,37 +211,45 @@ def _train(args: argparse.Namespace) -> int:
 
 def _sample(args: argparse.Namespace) -> int:
     from core import registry
-    from core.guidance import Guidance, Term
-    from core.pipeline import load_model
+    from core.pipeline import helper_models, load_model
     from core.sampling import generate
 
+    _guidance(args)  # a bad rule or option fails before the model loads
     model, schedule, config = load_model(args.checkpoint)
     attrs = model.attributes
     choice = C.parse(args.cond, attrs)
+    terms: tuple[Term, ...] = (Term(args.w),)
     if args.compose:
-        terms = []
+        parts = []
         for part in args.compose.split(","):
             name, _, w = part.partition("=")
             if name not in attrs:
                 raise UsageError(f"unknown attribute {name!r} in --compose; valid: {', '.join(attrs)}")
             try:
-                terms.append(Term(float(w), (name,)))
+                parts.append(Term(float(w), (name,)))
             except ValueError as e:
                 raise UsageError(f"--compose weight for {name!r} is not a number: {w!r}") from e
-        guidance = Guidance(terms=tuple(terms), rule=args.rule)
-    else:
-        guidance = Guidance.cfg(args.w, rule=args.rule)
+        terms = tuple(parts)
+    guidance = _guidance(args, terms)
     if args.n < 1:
         raise UsageError(f"--n must be >= 1, got {args.n}")
     cond = C.stack([choice] * args.n, attrs)
     negative = C.stack([C.parse(args.negative, attrs)] * args.n, attrs) if args.negative else None
-    gen = generate(model, schedule, cond, guidance, sampler=args.sampler, steps=args.steps, seed=args.seed,
-                   negative=negative, snap=not args.no_snap, progress=True)
     modality = registry.get(config["modality"])
+    preset = config.get("preset", "quick")
+    built = helper_models(guidance.make_rule().helpers, modality=modality, dataset=config.get("dataset", ""),
+                          preset_name=preset, model=model, schedule=schedule, model_dir=args.checkpoint,
+                          splits=lambda: modality.load_dataset(config.get("dataset"), preset, args.data, 0))
+    gen = generate(model, schedule, cond, guidance, sampler=args.sampler, steps=args.steps, seed=args.seed,
+                   negative=negative, snap=not args.no_snap, helpers={k: m for k, (m, _) in built.items()},
+                   progress=True)
     labels = [C.names(choice, attrs)] * args.n
     info = config.get("data_info", {})
     paths = modality.write_samples(gen.samples, labels, args.out, info)
-    modality.draw(gen.samples, labels, args.out / "grid.png", f"{args.cond or 'unconditional'} w={args.w:g}", info)
+    weights = ", ".join(f"w={t.w:g}" + ("" if t.attributes is None else f" on {'+'.join(t.attributes)}")
+                        for t in terms)
+    modality.draw(gen.samples, labels, args.out / "grid.png",
+                  f"{args.cond or 'unconditional'}: {weights} ({guidance.label()})", info)
     print(f"wrote {len(paths)} samples to {args.out} ({gen.nfe:.0f} network evaluations per sample)")
     return 0
 

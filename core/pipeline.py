@@ -10,7 +10,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -67,16 +67,16 @@ class Context:
         return self.splits.train.attributes
 
     def helpers(self, guidance: Guidance, *, progress: bool = True) -> dict[str, Any]:
-        """The extra models ``guidance``'s rule needs, built (trained, loaded) on first use."""
-        out = {}
-        for name in guidance.make_rule().helpers:
-            if name not in self.helper_models:
-                if name not in HELPERS:
-                    raise UsageError(f"guidance rule {guidance.rule!r} needs a {name!r} model, which crossguide "
-                                     f"cannot provide; valid: {', '.join(HELPERS)}")
-                self.helper_models[name], self.helper_info[name] = HELPERS[name](self, progress)
-            out[name] = self.helper_models[name]
-        return out
+        """The extra models ``guidance``'s rule needs (:func:`helper_models`), built on first use."""
+        names = guidance.make_rule().helpers
+        missing = [n for n in names if n not in self.helper_models]
+        if missing:
+            built = helper_models(missing, modality=self.modality, dataset=self.dataset, preset_name=self.preset_name,
+                                  splits=lambda: self.splits, model=self.model, schedule=self.schedule,
+                                  model_dir=self.model_dir, progress=progress)
+            for name, (module, info) in built.items():
+                self.helper_models[name], self.helper_info[name] = module, info
+        return {n: self.helper_models[n] for n in names}
 
 
 @dataclass(frozen=True)
@@ -131,36 +131,53 @@ def load_model(path: Path, weights: str = "ema") -> tuple[Denoiser, Schedule, di
     return model.eval(), make_schedule(config["schedule"]["name"], config["schedule"]["T"]), config
 
 
-def _weak(ctx: Context, progress: bool) -> tuple[Denoiser, dict[str, Any]]:
-    """Autoguidance's weaker model: the early EMA weights kept in the model's checkpoint."""
-    if ctx.model_dir is None:
-        raise UsageError("autoguidance needs the model's checkpoint directory for its early weights")
-    weak, _, config = load_model(ctx.model_dir, "weak")
-    device = next(iter(ctx.model.parameters())).device
-    step = TrainConfig.from_json(config["train"]).weak_step
-    return weak.to(device), {"kind": "early EMA weights", "step": step}
+def helper_models(
+    names: Sequence[str],
+    *,
+    modality: Modality,
+    dataset: str,
+    preset_name: str,
+    splits: Callable[[], Splits],
+    model: Denoiser,
+    schedule: Schedule,
+    model_dir: Path | None,
+    progress: bool = True,
+) -> dict[str, tuple[Any, dict[str, Any]]]:
+    """The extra models a guidance rule needs, by name, each with what records say about it:
 
+    * ``weak``: autoguidance's weaker model, the early EMA weights kept in the model's checkpoint;
+    * ``classifier``: classifier guidance's noise classifier, trained on the model's dataset (``splits``, loaded
+      only if needed) into ``<model_dir>.classifier`` beside the checkpoint, or loaded from there.
+    """
+    out: dict[str, tuple[Any, dict[str, Any]]] = {}
+    if not names:
+        return out
+    unknown = [n for n in names if n not in ("weak", "classifier")]
+    if unknown:
+        raise UsageError(f"a guidance rule needs a {unknown[0]!r} model, which crossguide cannot provide; "
+                         "valid: classifier, weak")
+    if model_dir is None:
+        raise UsageError(f"the {' and '.join(names)} model(s) live beside the model's checkpoint, and there is none")
+    device = next(iter(model.parameters())).device
+    if "weak" in names:
+        weak, _, config = load_model(model_dir, "weak")
+        out["weak"] = weak.to(device), {"kind": "early EMA weights",
+                                        "step": TrainConfig.from_json(config["train"]).weak_step}
+    if "classifier" in names:
+        spec, data = modality.preset(preset_name), splits()
+        attrs, info, shape = data.train.attributes, data.train.info, tuple(model.sample_shape)
 
-def _classifier(ctx: Context, progress: bool) -> tuple[NoiseClassifier, dict[str, Any]]:
-    """Classifier guidance's noise classifier, trained on the model's dataset next to its checkpoint."""
-    if ctx.model_dir is None:
-        raise UsageError("classifier guidance needs the model's checkpoint directory to keep its classifier beside")
-    spec, attrs, info = ctx.preset, ctx.attributes, ctx.splits.train.info
-    shape = tuple(ctx.model.sample_shape)
+        def build() -> NoiseClassifier:
+            backbone, dim = modality.classifier_backbone(spec.classifier, info, shape)
+            return NoiseClassifier(backbone, dim, attrs, shape, {"backbone": spec.classifier})
 
-    def build() -> NoiseClassifier:
-        backbone, dim = ctx.modality.classifier_backbone(spec.classifier, info, shape)
-        return NoiseClassifier(backbone, dim, attrs, shape, {"backbone": spec.classifier})
-
-    meta = {"kind": "noise-classifier", "modality": ctx.modality.name, "dataset": ctx.dataset,
-            "preset": ctx.preset_name, "data_info": info}
-    clf, clf_info = fit_classifier(build, ctx.schedule, ctx.splits, ctx.model.encode, spec.classifier_train,
-                                   ctx.model_dir.with_name(ctx.model_dir.name + ".classifier"), meta=meta,
-                                   progress=progress)
-    return clf.to(next(iter(ctx.model.parameters())).device), clf_info
-
-
-HELPERS = {"weak": _weak, "classifier": _classifier}
+        meta = {"kind": "noise-classifier", "modality": modality.name, "dataset": dataset, "preset": preset_name,
+                "data_info": info}
+        clf, clf_info = fit_classifier(build, schedule, data, model.encode, spec.classifier_train,
+                                       model_dir.with_name(model_dir.name + ".classifier"), meta=meta,
+                                       progress=progress)
+        out["classifier"] = clf.to(device), clf_info
+    return out
 
 
 def prepare(

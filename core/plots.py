@@ -45,9 +45,14 @@ def numeric_metrics(recs: Sequence[Record]) -> list[str]:
     return [m for m in first if m in names] + sorted(m for m in names if m not in first)
 
 
+def series(record: Record) -> str:
+    """The curve a record belongs to: its modality, dataset and guidance rule (with non-default options)."""
+    return f"{record['modality']}/{record['dataset']}, {record.get('rule_label', record['rule'])}"
+
+
 def against_w(recs: Sequence[Record], name: str, path: Path, *, title: str = "") -> Path:
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    for label, group in _by(recs, lambda r: f"{r['modality']}/{r['dataset']}").items():
+    for label, group in _by(recs, series).items():
         xs, ys, hs = curve(group, lambda r: r["w"], name)
         ax.errorbar(xs, ys, yerr=hs, marker="o", capsize=3, label=label)
     ax.axvline(0, color="grey", lw=0.6, ls=":")
@@ -61,7 +66,7 @@ def against_w(recs: Sequence[Record], name: str, path: Path, *, title: str = "")
 def tradeoff(recs: Sequence[Record], path: Path, *, x: str = "adherence", y: str = "fd", title: str = "") -> Path:
     """The fidelity-versus-adherence curve (the paper's FID-vs-IS trade-off, Ho & Salimans 2021, Fig. 4)."""
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    for label, group in _by(recs, lambda r: f"{r['modality']}/{r['dataset']}").items():
+    for label, group in _by(recs, series).items():
         ws, xs, _ = curve(group, lambda r: r["w"], x)
         _, ys, _ = curve(group, lambda r: r["w"], y)
         ax.plot(xs, ys, marker="o", label=label)
@@ -75,7 +80,7 @@ def tradeoff(recs: Sequence[Record], path: Path, *, x: str = "adherence", y: str
 
 
 def bench_plots(recs: Sequence[Record], directory: Path) -> list[Path]:
-    """Every numeric metric against w, plus the FD-versus-adherence trade-off."""
+    """Every numeric metric against w, plus the FD-versus-adherence trade-off; one curve per rule."""
     recs = [r for r in recs if r["w"] is not None]
     paths = [against_w(recs, m, directory / f"{m.replace('/', '_')}_vs_w.png") for m in numeric_metrics(recs)]
     paths.append(tradeoff(recs, directory / "fd_vs_adherence.png"))

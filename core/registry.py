@@ -52,7 +52,7 @@ class Preset:
     classifier: dict[str, Any] = field(default_factory=dict)
     classifier_train: TrainConfig = field(
         default_factory=lambda: TrainConfig(steps=1000, batch_size=64, lr=1e-3, warmup=50, ema_decay=0.995,
-                                            p_uncond=0.0, p_attr=0.0, weak_at=0.0))
+                                            p_uncond=0.0, p_attr=0.0, weak_at=0.0))  # see core.classifier.training
 
 
 class Modality(abc.ABC):

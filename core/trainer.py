@@ -131,7 +131,9 @@ def save_checkpoint(
     step: int,
     config: dict[str, Any],
     stats: dict[str, float],
+    weak: dict[str, Tensor] | None = None,
 ) -> None:
+    """Write the run's state; ``weak``: the early EMA weights kept for autoguidance, once they exist."""
     opt_tensors, groups = _flatten_optimizer(optimizer.state_dict())
     ckpt.save(
         out,
@@ -139,6 +141,7 @@ def save_checkpoint(
             "model": model.state_dict(),
             "ema": ema.state_dict(),
             "training": {**opt_tensors, "rng": generator.get_state()},
+            **({"weak": weak} if weak is not None else {}),
         },
         json_files={"config": config, "training": {"step": step, "param_groups": groups, "stats": stats}},
     )

@@ -7,14 +7,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from torch import Tensor
+from torch import Tensor, nn
 
+from core.classifier import training
 from core.data import Splits
 from core.denoiser import Denoiser
 from core.errors import UsageError
 from core.judge import FitConfig, JudgeEvaluator
 from core.registry import Modality, Preset
 from core.trainer import TrainConfig
+from modalities.image.classifier import NoisyEncoder
 from modalities.image.datasets import digits_dataset, folder_dataset
 from modalities.image.judge import image_evaluator
 from modalities.image.pictures import grid, write_pngs
@@ -34,6 +36,8 @@ PRESETS = {
         _train(steps=30, batch_size=32, warmup=5),
         sampler="ddim", steps=5, per_condition=2, batch=64,
         data={"size": 8, "train_per_condition": 24, "test_per_condition": 6, "radius_px": [1.5, 3.0]},
+        classifier={"channels": 8, "mults": [1, 2], "res_blocks": 1, "attention": [], "heads": 2},
+        classifier_train=training(_train(steps=20, batch_size=32, warmup=5)),
     ),
     # minutes on 2 CPU cores: 16x16 shapes, the whole 12-weight sweep in under 10 minutes
     "quick": Preset(
@@ -41,6 +45,8 @@ PRESETS = {
         _train(steps=1250, batch_size=64, lr=2e-3, ema_decay=0.995),
         sampler="dpmpp2m", steps=20, per_condition=8, batch=128,
         data={"size": 16, "train_per_condition": 500, "test_per_condition": 100, "radius_px": [5.0, 7.0]},
+        classifier={"channels": 16, "mults": [1, 2, 4], "res_blocks": 1, "attention": [4], "heads": 4},
+        classifier_train=training(_train(steps=1500, batch_size=64, ema_decay=0.995)),
     ),
     # GPU scale: CIFAR-sized ADM-like U-Net (Dhariwal & Nichol 2021, Table 1 ablation widths)
     "full": Preset(
@@ -48,6 +54,9 @@ PRESETS = {
         _train(steps=50000, batch_size=128, lr=2e-4, warmup=1000, ema_decay=0.9999),
         sampler="ddim", steps=50, per_condition=64, batch=512,
         data={"size": 32, "train_per_condition": 2000, "test_per_condition": 250, "radius_px": [8.0, 13.0]},
+        classifier={"channels": 64, "mults": [1, 2, 2, 2], "res_blocks": 2, "attention": [16, 8], "heads": 4},
+        classifier_train=training(_train(steps=20000, batch_size=128, lr=3e-4, warmup=1000,
+                                                 ema_decay=0.9999)),
     ),
 }
 
@@ -74,6 +83,11 @@ class ImageModality(Modality):
         if sized["size"] is None:
             raise UsageError("the image model needs an image size: neither its config nor the dataset info has one")
         return UNet(attributes, **sized)
+
+    def classifier_backbone(self, config: Mapping[str, Any], info: Mapping[str, Any],
+                            sample_shape: tuple[int, ...]) -> tuple[nn.Module, int]:
+        net = NoisyEncoder(size=sample_shape[-1], in_channels=sample_shape[0], **config)
+        return net, net.dim
 
     def evaluator(self, splits: Splits, preset: str, cache: Path) -> JudgeEvaluator:
         return image_evaluator(splits, JUDGE_FIT[preset], cache)

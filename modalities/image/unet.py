@@ -85,6 +85,24 @@ class Level(nn.Module):
         return self.attn(self.res(x, emb))
 
 
+def down_path(size: int, channels: int, mults: Sequence[int], res_blocks: int, attention: Sequence[int], heads: int,
+              emb: int, dropout: float) -> tuple[nn.ModuleList, list[int], int]:
+    """ADM's downsampling half: per level ``res_blocks`` :class:`Level` s, then a strided convolution (not after the
+    last level). Returns the layers, the widths of the skip connections in push order (the input convolution's
+    first; the last is the output width) and the final resolution."""
+    layers, widths, c, res = nn.ModuleList(), [channels], channels, size
+    for i, m in enumerate(mults):
+        for _ in range(res_blocks):
+            layers.append(Level(c, channels * m, emb, dropout, res in attention, heads))
+            c = channels * m
+            widths.append(c)
+        if i < len(mults) - 1:
+            layers.append(nn.Conv2d(c, c, 3, stride=2, padding=1))
+            widths.append(c)
+            res //= 2
+    return layers, widths, res
+
+
 class UNet(Denoiser):
     """Pixel-space eps-predicting U-Net for ``[B, channels, size, size]`` images in ``[-1, 1]``.
 
@@ -128,17 +146,9 @@ class UNet(Denoiser):
         self.cond = ConditionEmbedding(attributes, emb)
         self.inp = nn.Conv2d(in_channels, channels, 3, padding=1)
 
-        self.down, self.up = nn.ModuleList(), nn.ModuleList()
-        widths, c, res = [channels], channels, size  # widths: skip connections, in push order
-        for i, m in enumerate(mults):
-            for _ in range(res_blocks):
-                self.down.append(Level(c, channels * m, emb, dropout, res in attention, heads))
-                c = channels * m
-                widths.append(c)
-            if i < len(mults) - 1:
-                self.down.append(nn.Conv2d(c, c, 3, stride=2, padding=1))
-                widths.append(c)
-                res //= 2
+        self.down, widths, res = down_path(size, channels, mults, res_blocks, attention, heads, emb, dropout)
+        self.up = nn.ModuleList()
+        c = widths[-1]
         self.mid = nn.ModuleList([Level(c, c, emb, dropout, True, heads), Level(c, c, emb, dropout, False, heads)])
         for i, m in reversed(list(enumerate(mults))):
             for j in range(res_blocks + 1):

@@ -11,14 +11,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from torch import Tensor
+from torch import Tensor, nn
 
+from core.classifier import training
 from core.data import Splits
 from core.denoiser import Denoiser
 from core.registry import Modality, Preset
 from core.schedules import make as make_schedule
 from core.trainer import TrainConfig
 from modalities.text import outputs
+from modalities.text.classifier import TextClassifier
 from modalities.text.evaluator import TextEvaluator, build_evaluator
 from modalities.text.jsonl import jsonl
 from modalities.text.model import EmbeddingDiffusionLM
@@ -47,18 +49,24 @@ class TextModality(Modality):
             "smoke": Preset(_model(200, embed_dim=16, hidden=32, layers=1, heads=2, self_condition=True),
                             _train(steps=40, batch_size=32, warmup=10), schedule=SCHEDULE, T=200, sampler="ddim",
                             steps=5, per_condition=1, batch=256,
-                            data={"n_train": 600, "n_test": 100, "length": 32}),
+                            data={"n_train": 600, "n_test": 100, "length": 32},
+                            classifier={"hidden": 16, "layers": 1, "heads": 2},
+                            classifier_train=training(_train(steps=20, batch_size=32, warmup=5))),
             # self-conditioning and ancestral sampling each lifted control and fluency more than extra
             # training steps did (measured; see the README)
             "quick": Preset(_model(2000, embed_dim=16, hidden=96, layers=3, heads=4, head="mixture",
                                    rounding="both", self_condition=True),
                             _train(steps=9000, batch_size=64, lr=2e-3), schedule=SCHEDULE, T=2000,
                             sampler="ddpm", steps=200, per_condition=6, batch=288,
-                            data={"n_train": 20000, "n_test": 1000, "length": 20}),
+                            data={"n_train": 20000, "n_test": 1000, "length": 20},
+                            classifier={"hidden": 64, "layers": 2, "heads": 4},
+                            classifier_train=training(_train(steps=1500, batch_size=64, lr=2e-3))),
             "full": Preset(_model(2000, embed_dim=16, hidden=384, layers=8, heads=6, dropout=0.1, self_condition=True),
                            _train(steps=60000, batch_size=256, lr=3e-4, warmup=1000, ema_decay=0.9999),
                            schedule=SCHEDULE, T=2000, sampler="ddpm", steps=200, per_condition=32, batch=1152,
-                           data={"n_train": 100000, "n_test": 4000, "length": 32}),
+                           data={"n_train": 100000, "n_test": 4000, "length": 32},
+                           classifier={"hidden": 256, "layers": 4, "heads": 4},
+                           classifier_train=training(_train(steps=20000, batch_size=256, lr=3e-4, warmup=1000))),
         }
 
     def build_model(self, config: Mapping[str, Any], attributes: Mapping[str, list[str]],
@@ -66,6 +74,11 @@ class TextModality(Modality):
         """The denoiser from its preset (or checkpoint) config; vocabulary, length and pad come from ``info``."""
         args = {**config, **{k: info[k] for k in ("vocab_size", "length", "pad_id")}}
         return EmbeddingDiffusionLM(attributes, **args)
+
+    def classifier_backbone(self, config: Mapping[str, Any], info: Mapping[str, Any],
+                            sample_shape: tuple[int, ...]) -> tuple[nn.Module, int]:
+        net = TextClassifier(embed_dim=sample_shape[-1], length=sample_shape[0], **config)
+        return net, net.dim
 
     def evaluator(self, splits: Splits, preset: str, cache: Path) -> TextEvaluator:
         return build_evaluator(splits, preset, cache)

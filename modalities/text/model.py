@@ -31,6 +31,15 @@ Rounding = Literal["x0", "both"]  # rounding loss on the clean embeddings (Eq. 2
 Head = Literal["linear", "mixture"]  # x0 = down-projection (Diffusion-LM), or the tied head's expected embedding
 
 
+def bert(hidden: int, layers: int, heads: int, length: int, dropout: float = 0.0) -> BertModel:
+    """A randomly initialised ``transformers`` BERT encoder (nothing downloaded) read through ``inputs_embeds``; its
+    learned absolute positions are the model's."""
+    config = BertConfig(vocab_size=1, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                        intermediate_size=4 * hidden, max_position_embeddings=length, type_vocab_size=1,
+                        hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout, pad_token_id=0)
+    return BertModel(config, add_pooling_layer=False)
+
+
 class EmbeddingDiffusionLM(Denoiser):
     """Continuous diffusion over learned word embeddings with a BERT denoiser (Li et al. 2022, Sec. 4).
 
@@ -71,10 +80,7 @@ class EmbeddingDiffusionLM(Denoiser):
         self.up = nn.Sequential(nn.Linear(inputs, hidden), nn.Tanh(), nn.Linear(hidden, hidden))
         self.time = TimeEmbedding(hidden // 2, hidden)
         self.cond = ConditionEmbedding(attributes, hidden)
-        config = BertConfig(vocab_size=1, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-                            intermediate_size=4 * hidden, max_position_embeddings=length, type_vocab_size=1,
-                            hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout, pad_token_id=0)
-        self.bert = BertModel(config, add_pooling_layer=False)  # its learned absolute positions are ours
+        self.bert = bert(hidden, layers, heads, length, dropout)
         self.down = nn.Sequential(nn.Linear(hidden, hidden), nn.Tanh(), nn.Linear(hidden, embed_dim))
 
     def forward(self, x_t: Tensor, t: Tensor, cond: Condition, x0_self: Tensor | None = None) -> Tensor:

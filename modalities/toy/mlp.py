@@ -35,12 +35,32 @@ class MLPDenoiser(Denoiser):
         nn.init.zeros_(self.out[1].weight)
         nn.init.zeros_(self.out[1].bias)
 
-    def forward(self, x_t: Tensor, t: Tensor, cond: Condition) -> Tensor:
-        h = self.inp(x_t) + self.time(t) + self.cond(cond)  # [B, hidden]
+    def features(self, x_t: Tensor, t: Tensor, cond: Condition) -> Tensor:
+        """The residual trunk's output ``[B, hidden]``; no condition term without attributes."""
+        h = self.inp(x_t) + self.time(t)  # [B, hidden]
+        c = self.cond(cond)  # [B, hidden]; None without attributes
+        if c is not None:
+            h = h + c
         for block in self.blocks:
             h = h + block(h)
-        return self.out(h)
+        return h
+
+    def forward(self, x_t: Tensor, t: Tensor, cond: Condition) -> Tensor:
+        return self.out(self.features(x_t, t, cond))
 
     def config(self) -> dict:
         return {"kind": "mlp", "hidden": self.hidden, "depth": self.depth, "dim": self.dim,
                 "prediction": self.prediction}
+
+
+class NoisyMLP(nn.Module):
+    """The toy's noise classifier backbone: the denoiser's trunk on ``x_t`` and ``t`` alone, ``[B, hidden]``."""
+
+    def __init__(self, hidden: int = 64, depth: int = 2, dim: int = 2):
+        super().__init__()
+        self.trunk = MLPDenoiser({}, hidden=hidden, depth=depth, dim=dim)
+        self.norm = nn.LayerNorm(hidden)
+        self.dim = hidden
+
+    def forward(self, x_t: Tensor, t: Tensor) -> Tensor:
+        return self.norm(self.trunk.features(x_t, t, {}))

@@ -12,8 +12,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
-from torch import Tensor  # noqa: E402
+from torch import Tensor, nn  # noqa: E402
 
+from core.classifier import training  # noqa: E402
 from core.conditions import Condition  # noqa: E402
 from core.data import ConditionalDataset, Splits  # noqa: E402
 from core.denoiser import Denoiser  # noqa: E402
@@ -22,7 +23,7 @@ from core.registry import Modality, Preset  # noqa: E402
 from core.schedules import make as make_schedule  # noqa: E402
 from core.trainer import TrainConfig  # noqa: E402
 from modalities.toy.mixture import ATTRIBUTES, ExactDenoiser, Mixture, compass_mixture  # noqa: E402
-from modalities.toy.mlp import MLPDenoiser  # noqa: E402
+from modalities.toy.mlp import MLPDenoiser, NoisyMLP  # noqa: E402
 
 MIXTURE = compass_mixture()
 
@@ -75,12 +76,18 @@ class ToyModality(Modality):
         # linear schedule: the cosine one ends at alpha_bar = 2e-9, where any denoiser error is amplified
         self.presets = {
             "smoke": Preset({**mlp, "hidden": 64, "depth": 2}, _train(steps=300, batch_size=256),
-                            schedule="linear", steps=20, per_condition=32, data=DATA),
+                            schedule="linear", steps=20, per_condition=32, data=DATA,
+                            classifier={"hidden": 32, "depth": 1},
+                            classifier_train=training(_train(steps=100, batch_size=256))),
             "quick": Preset({**mlp, "hidden": 128, "depth": 3}, _train(steps=1500, batch_size=512),
-                            schedule="linear", steps=50, per_condition=128, batch=1024, data=DATA),
+                            schedule="linear", steps=50, per_condition=128, batch=1024, data=DATA,
+                            classifier={"hidden": 128, "depth": 2},
+                            classifier_train=training(_train(steps=1500, batch_size=512))),
             "full": Preset({**mlp, "hidden": 256, "depth": 4}, _train(steps=20000, batch_size=1024, lr=1e-3),
                            schedule="linear", steps=100, per_condition=500, batch=4000,
-                           data={**DATA, "train_per_component": 20000}),
+                           data={**DATA, "train_per_component": 20000},
+                           classifier={"hidden": 256, "depth": 3},
+                           classifier_train=training(_train(steps=20000, batch_size=1024, lr=1e-3))),
         }
 
     def build_model(self, config: Mapping[str, Any], attributes: Mapping[str, list[str]],
@@ -91,6 +98,11 @@ class ToyModality(Modality):
         if kind == "exact":
             return ExactDenoiser(MIXTURE, make_schedule(config.get("schedule", "cosine"), config.get("T", 1000)))
         return MLPDenoiser(attributes, **config)
+
+    def classifier_backbone(self, config: Mapping[str, Any], info: Mapping[str, Any],
+                            sample_shape: tuple[int, ...]) -> tuple[nn.Module, int]:
+        net = NoisyMLP(dim=sample_shape[0], **config)
+        return net, net.dim
 
     def evaluator(self, splits: Splits, preset: str, cache: Path) -> MixtureJudge:
         return MixtureJudge(MIXTURE)
