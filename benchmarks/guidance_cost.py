@@ -2,7 +2,9 @@
 
 ``python -m benchmarks.guidance_cost --modality toy --preset quick --batch 256 --out DIR`` times one guided
 prediction (the work of one sampler step) for: the unguided conditional model, CFG with both branches in one
-batched forward, CFG as two separate passes, and compositions of 2 and 3 terms (3 and 4 branches). Calls are
+batched forward, CFG as two separate passes, compositions of 2 and 3 terms (3 and 4 branches), and the rules
+that cost more than a combination: APG, autoguidance (a second network) and classifier guidance (a classifier's
+forward and backward pass, with the preset's noise-classifier architecture). Calls are
 interleaved round-robin and the median is reported, so machine noise hits every variant alike. Results are
 printed and appended to ``DIR/guidance_cost.jsonl``. Weights are random unless ``--checkpoint`` is given: the
 cost of a forward does not depend on them.
@@ -11,15 +13,18 @@ cost of a forward does not depend on them.
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from core import conditions as C
 from core import records
+from core.classifier import NoiseClassifier
 from core.denoiser import Denoiser
 from core.errors import UsageError
 from core.guidance import Guidance, Guided, Term
@@ -38,19 +43,23 @@ def variants(attributes: list[str], batch: int) -> dict[str, Guidance]:
         "cfg_separate": Guidance.cfg(3.0, chunk=batch),  # one forward per branch
         "compose_2": Guidance(terms=tuple(Term(1.0, pool[i]) for i in range(2))),
         "compose_3": Guidance(terms=tuple(Term(1.0, pool[i]) for i in range(3))),
+        "apg": Guidance.single(3.0, "apg", {"momentum": -0.5}),
+        "auto": Guidance.single(3.0, "auto"),
+        "classifier": Guidance.single(3.0, "classifier"),
     }
 
 
 @torch.no_grad()
-def measure(model: Denoiser, schedule: Schedule, batch: int, repeats: int, seed: int = 0) -> dict[str, float]:
-    """Median seconds per guided prediction for each variant."""
+def measure(model: Denoiser, schedule: Schedule, batch: int, repeats: int, helpers: dict[str, Any],
+            seed: int = 0) -> dict[str, float]:
+    """Median seconds per guided prediction for each variant (``helpers``: the classifier and weak model)."""
     g = torch.Generator().manual_seed(seed)
     x = torch.randn((batch, *model.sample_shape), generator=g)
     t = torch.full((batch,), float(schedule.T // 2))
     step = Step(t, schedule.at(t.long()).double(), 0, 1)
     full = C.all_choices(model.attributes)
     cond = C.stack([full[i % len(full)] for i in range(batch)], model.attributes)
-    fns = {name: Guided(model, spec, cond)
+    fns = {name: Guided(model, spec, cond, helpers=helpers)
            for name, spec in variants(list(model.attributes), batch).items()}
     times: dict[str, list[float]] = {name: [] for name in fns}
     for r in range(repeats + 2):
@@ -76,17 +85,22 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError(f"--batch and --repeats must be >= 1, got {args.batch} and {args.repeats}")
         modality = get_modality(args.modality)
         if args.checkpoint is not None:
-            model, schedule, _ = load_model(args.checkpoint)
-            model_id = str(args.checkpoint)
+            model, schedule, config = load_model(args.checkpoint)
+            model_id, info = str(args.checkpoint), config.get("data_info", {})
+            spec = modality.preset(config.get("preset", args.preset))
         else:
             spec = modality.preset(args.preset)
             splits = modality.load_dataset(None, args.preset, None, 0)
-            model = modality.init_model(spec, splits.train, 0).eval()
+            model, info = modality.init_model(spec, splits.train, 0).eval(), splits.train.info
             schedule, model_id = modality.schedule(spec), f"{args.modality}/{args.preset} (random weights)"
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    result = measure(model, schedule, args.batch, args.repeats)
+    shape = tuple(model.sample_shape)
+    backbone, dim = modality.classifier_backbone(spec.classifier, info, shape)
+    helpers = {"weak": copy.deepcopy(model),
+               "classifier": NoiseClassifier(backbone, dim, model.attributes, shape, {}).eval()}
+    result = measure(model, schedule, args.batch, args.repeats, helpers)
     base = result["unguided"]
     params = sum(p.numel() for p in model.parameters())
     print(f"{model_id}: {params:,} parameters, batch {args.batch}, {torch.get_num_threads()} threads")

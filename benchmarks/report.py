@@ -533,15 +533,18 @@ class Report:
         self.add("p", "Every shipped rule at its paper's recommended options, the same in every modality, swept over "
                       "its weight; plain CFG's curve is the sweep of section 1. Each curve runs from the conditional "
                       "model (w = 0, where every rule but CFG++ is the conditional model exactly) towards more "
-                      "guidance; lower is better. Matched adherence is the joint adherence CFG reaches at w = 1; a "
+                      "guidance; lower is better. Matched adherence is the joint adherence CFG reaches at w = 1 (or "
+                      "its smallest positive weight); a "
                       "rule's FD there is read off its curve (linear between neighbouring weights) and, as a measured "
                       "number with its interval, as the lowest FD among the rule's settings that reach it.")
         verdicts: dict[str, dict[str, str]] = defaultdict(dict)
         for m in self.mods:
             groups = self.section(m, "rules")
             sw = self.sweep(m)
-            if not groups or 1.0 not in sw or 0.0 not in sw:
+            positive = sorted(w for w in sw if w > 0)
+            if not groups or not positive or 0.0 not in sw:
                 continue
+            ref = 1.0 if 1.0 in sw else positive[0]  # CFG's weight whose adherence the rules are matched at
             run = self.runs[m]
             curves: dict[str, list[tuple[float, list[Record]]]] = {"cfg": sorted(
                 (w, g) for w, g in sw.items() if 0 <= w <= 4)}
@@ -551,12 +554,12 @@ class Report:
                 if all(w != 0.0 for w, _ in pts) and pts[0][1][0]["rule"] != "cfgpp":
                     pts.append((0.0, sw[0.0]))  # every rule but CFG++ is the conditional model at w = 0
                 pts.sort(key=lambda p: p[0])
-            target = run.stat(sw[1.0], "adherence")[0]
-            cfg_fd = run.stat(sw[1.0], "fd")
+            target = run.stat(sw[ref], "adherence")[0]
+            cfg_fd = run.stat(sw[ref], "fd")
             self.add("h3", m)
             self.add("img", f"{m}: FD against adherence per rule", path=self.frontiers(m, curves, target))
             rows = [["rule", "weights", "best adherence (w)", "FD at matched adherence (curve)",
-                     "lowest FD reaching it (w)", f"against CFG's {fmt(*cfg_fd)} at w = 1"]]
+                     "lowest FD reaching it (w)", f"against CFG's {fmt(*cfg_fd)} at w = {ref:g}"]]
             for label, pts in curves.items():
                 stats = [(w, run.stat(g, "adherence"), run.stat(g, "fd")) for w, g in pts]
                 best = max(stats, key=lambda p: p[1][0])
@@ -568,7 +571,8 @@ class Report:
                 rows.append([label, ", ".join(f"{w:g}" for w, _, _ in stats), f"{fmt(*best[1])} ({best[0]:g})",
                              fmt(crossing), "-" if low is None else f"{fmt(*low[2])} ({low[0]:g})", verdict])
             self.add("table", rows=rows)
-            self.add("p", f"{m}: matched adherence is {target:.3f}. " + self.rules_text(verdicts, m))
+            self.add("p", f"{m}: matched adherence is {target:.3f} (CFG at w = {ref:g}). "
+                          + self.rules_text(verdicts, m))
             clf = next((g for g in groups if g[0]["rule"] == "classifier"), None)
             helper = clf[0]["extra"].get("helpers", {}).get("classifier") if clf else None
             if helper:
@@ -601,7 +605,7 @@ class Report:
             return [label for label, v in verdicts.items() if v.get(m, "").startswith(word)]
 
         lower, higher, short = named("lower"), named("higher"), named("does not reach")
-        parts = [f"Rules with a lower FD than CFG at its w = 1 adherence (intervals apart): "
+        parts = [f"Rules with a lower FD than CFG at matched adherence (intervals apart): "
                  f"{', '.join(lower) or 'none'}.", f"Higher: {', '.join(higher) or 'none'}."]
         if short:
             parts.append(f"Never reaching that adherence on their grid: {', '.join(short)}.")

@@ -51,6 +51,16 @@ def test_bench_rerun_reuses_settings_and_force_recomputes_without_duplicates(ben
     assert len(records.read(bench_dir / "samples" / "manifest.jsonl")) == 3 * 8 * 32
 
 
+def test_sample_with_a_rule_its_options_and_wrappers(bench_dir: Path, tmp_path: Path) -> None:
+    ckpt = str(bench_dir / "model")
+    for rule, args in (("apg", "eta=0,momentum=-0.5"), ("auto", ""), ("classifier", "on=uncond")):
+        assert main(["sample", "--checkpoint", ckpt, "--cond", "cluster=north,side=outer", "--w", "2", "--n", "8",
+                     "--rule", rule, "--rule-args", args, "--interval", "0.1,20", "--schedule", "cosine",
+                     "--out", str(tmp_path / rule)]) == 0
+        assert (tmp_path / rule / "points.csv").read_text().count("\n") == 9
+    assert (bench_dir / "model.classifier" / "ema.safetensors").is_file()  # trained beside the checkpoint
+
+
 def test_sample_from_checkpoint_with_composition_and_negative(bench_dir: Path, tmp_path: Path) -> None:
     ckpt = str(bench_dir / "model")
     assert main(["sample", "--checkpoint", ckpt, "--cond", "cluster=north,side=outer", "--w", "2", "--n", "8",
@@ -76,6 +86,19 @@ def test_sample_from_checkpoint_with_composition_and_negative(bench_dir: Path, t
         (["sample", "--checkpoint", "MODEL", "--cond", "colour=red", "--out", "X"],
          "unknown attribute 'colour'; valid: cluster, side"),
         (["sample", "--checkpoint", "missing-dir", "--out", "X"], "does not exist"),
+        (["bench", "toy", "--rule", "cgf", "--out", "X"], "unknown guidance rule 'cgf'; valid: apg, auto, cfg"),
+        (["bench", "toy", "--rule", "apg", "--rule-args", "beta=1", "--out", "X"],
+         "unknown option 'beta' for guidance rule 'apg'; valid: eta, r, momentum, space"),
+        (["bench", "toy", "--rule", "apg", "--rule-args", "eta", "--out", "X"],
+         "--rule-args part 'eta' is not of the form name=value"),
+        (["bench", "toy", "--rule", "apg", "--rule-args", "momentum=2", "--out", "X"],
+         "apg momentum must be in (-1, 1), got 2.0"),
+        (["bench", "toy", "--interval", "5,1", "--out", "X"], "guidance interval must be noise levels 0 <= lo < hi"),
+        (["bench", "toy", "--schedule", "steep", "--out", "X"],
+         "unknown weight schedule 'steep'; valid: constant, linear, cosine"),
+        (["sample", "--checkpoint", "MODEL", "--rule", "auto", "--negative", "side=inner", "--out", "X"],
+         "guidance rule 'auto' takes no negative condition"),
+        (["study", "--preset", "smoke", "--rules", "apg,nope", "--out", "X"], "unknown guidance rule 'nope'"),
     ],
 )
 def test_user_mistakes_give_one_line_errors(argv: list[str], message: str, bench_dir: Path, tmp_path: Path,
@@ -84,7 +107,7 @@ def test_user_mistakes_give_one_line_errors(argv: list[str], message: str, bench
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: ") and message in err[-1], err
-    assert not (tmp_path / "out" / "records.jsonl").exists()
+    assert not (tmp_path / "out" / "records.jsonl").exists() and not (tmp_path / "out" / "grid.png").exists()
 
 
 def test_console_script_prints_no_traceback() -> None:
