@@ -11,7 +11,6 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from core.data import ConditionalDataset, Splits
 from core.denoiser import Denoiser
 from core.errors import UsageError, check_choice
 from core.evaluation import Evaluator
+from core.plugins import load_group, lookup
 from core.schedules import Schedule
 from core.schedules import make as make_schedule
 from core.trainer import TrainConfig
@@ -132,17 +132,15 @@ def _load_entry_points() -> None:
     if _loaded:
         return
     _loaded = True
-    for ep in metadata.entry_points(group=MODALITY_GROUP):
-        try:
-            obj = ep.load()
-        except Exception as e:  # one broken plug-in must not take the others down
-            _BROKEN[ep.name] = f"{e.__class__.__name__}: {e}"
-            continue
-        register(obj() if not isinstance(obj, Modality) and callable(obj) else obj)
-    for ep in metadata.entry_points(group=DATASET_GROUP):
-        modality, _, name = ep.name.partition(".")
+    load_group(MODALITY_GROUP, lambda _, obj: register(obj() if not isinstance(obj, Modality) and callable(obj)
+                                                         else obj), _BROKEN)
+
+    def add_dataset(entry: str, factory: DatasetFactory) -> None:
+        modality, _, name = entry.partition(".")
         if modality in _MODALITIES and name:
-            _MODALITIES[modality].datasets[name] = ep.load()
+            _MODALITIES[modality].datasets[name] = factory
+
+    load_group(DATASET_GROUP, add_dataset, {})
 
 
 def names() -> list[str]:
@@ -152,8 +150,4 @@ def names() -> list[str]:
 
 def get(name: str) -> Modality:
     _load_entry_points()
-    if name in _BROKEN and name not in _MODALITIES:
-        raise UsageError(f"modality {name!r} is installed but failed to load ({_BROKEN[name]})")
-    if name not in _MODALITIES:
-        raise UsageError(f"unknown modality {name!r}; valid: {', '.join(sorted(_MODALITIES)) or '(none installed)'}")
-    return _MODALITIES[name]
+    return lookup("modality", name, _MODALITIES, _BROKEN)

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from importlib import metadata
 from typing import Any, TypeVar
 
 from core.errors import UsageError
+from core.plugins import load_group, lookup
 from core.rules.base import Output, Rule, StepInput, combine, linear_coefficients
 
 GROUP = "crossguide.guidance"
@@ -41,11 +41,7 @@ def _load_entry_points() -> None:
     _loaded = True
     from core.rules import apg, auto, classifier, linear, zerostar  # noqa: F401  (the shipped rules register)
 
-    for ep in metadata.entry_points(group=GROUP):
-        try:
-            register(ep.load())
-        except Exception as e:  # one broken plug-in must not take the others down
-            _BROKEN[ep.name] = f"{e.__class__.__name__}: {e}"
+    load_group(GROUP, lambda _, cls: register(cls), _BROKEN)
 
 
 def names() -> list[str]:
@@ -55,11 +51,7 @@ def names() -> list[str]:
 
 def get(name: str) -> type[Rule]:
     _load_entry_points()
-    if name in _BROKEN and name not in _RULES:
-        raise UsageError(f"guidance rule {name!r} is installed but failed to load ({_BROKEN[name]})")
-    if name not in _RULES:
-        raise UsageError(f"unknown guidance rule {name!r}; valid: {', '.join(sorted(_RULES))}")
-    return _RULES[name]
+    return lookup("guidance rule", name, _RULES, _BROKEN)
 
 
 def make(name: str, options: Mapping[str, Any] | None = None) -> Rule:

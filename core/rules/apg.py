@@ -11,7 +11,7 @@ from torch import Tensor
 
 from core.errors import UsageError
 from core.rules import register
-from core.rules.base import Output, Rule, Space, StepInput, check_space, flat_dot
+from core.rules.base import Output, Space, SpaceRule, StepInput, flat_dot
 
 
 def full_when_guided(weights: Tensor) -> list[bool]:
@@ -23,7 +23,7 @@ def full_when_guided(weights: Tensor) -> list[bool]:
 
 @register
 @dataclass(frozen=True)
-class APG(Rule):
+class APG(SpaceRule):
     """Split each term's guidance ``d = P(x, c) - P(x)`` into the parts parallel and orthogonal to ``P(x, c)``
     and down-weight the parallel one, which oversaturates (Sadat et al. 2025, Eqs. 5-9):
 
@@ -53,10 +53,7 @@ class APG(Rule):
             raise UsageError(f"apg momentum must be in (-1, 1), got {self.momentum}")
         if not abs(self.eta) < float("inf"):
             raise UsageError(f"apg eta must be finite, got {self.eta}")
-        check_space(self.space)
-
-    def acts_in(self) -> str:
-        return self.space
+        super().__post_init__()
 
     def needed(self, weights: Tensor) -> list[bool]:
         return full_when_guided(weights)

@@ -122,6 +122,16 @@ class Rule:
 
 
 
+class SpaceRule(Rule):
+    """A rule that acts in the prediction space its ``space`` option names (a dataclass field of the subclass)."""
+
+    def __post_init__(self) -> None:
+        check_space(self.space)  # type: ignore[attr-defined]
+
+    def acts_in(self) -> str:
+        return self.space  # type: ignore[attr-defined]
+
+
 def linear_coefficients(weights: Tensor) -> Tensor:
     """Coefficients ``[K, B] -> [K+1, B]`` of (base, term_1 .. term_K) in
     ``base + sum_i (1 + w_i) (term_i - base)`` (Ho & Salimans 2021, Eq. 6; Liu et al. 2022, Eq. 10); each

@@ -15,7 +15,7 @@ import torch
 from core.errors import UsageError
 from core.parameterization import Estimate, eps_from_x0
 from core.rules import register
-from core.rules.base import Output, Rule, Space, StepInput, check_space, combine, linear_coefficients
+from core.rules.base import Output, Rule, Space, SpaceRule, StepInput, combine, linear_coefficients
 
 
 @register
@@ -40,7 +40,7 @@ def _where_guided(s: StepInput, guided: Estimate, plain: Estimate) -> Estimate:
 
 @register
 @dataclass(frozen=True)
-class Rescale(Rule):
+class Rescale(SpaceRule):
     """Guidance rescale (Lin et al. 2024, "Common Diffusion Noise Schedules and Sample Steps Are Flawed",
     Sec. 3.4, Eqs. 15-16): ``x_rescaled = x_cfg std(x_cond) / std(x_cfg)``, ``x = phi x_rescaled + (1 - phi)
     x_cfg``, per example, where ``x_cond`` is the unguided (w = 0) combination.
@@ -57,10 +57,7 @@ class Rescale(Rule):
     def __post_init__(self) -> None:
         if not 0.0 <= self.phi <= 1.0:
             raise UsageError(f"rescale phi must be in [0, 1], got {self.phi}")
-        check_space(self.space)
-
-    def acts_in(self) -> str:
-        return self.space
+        super().__post_init__()
 
     def needed(self, weights: torch.Tensor) -> list[bool]:
         ref = linear_coefficients(torch.zeros_like(weights))

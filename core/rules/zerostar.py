@@ -12,12 +12,12 @@ from core.errors import UsageError
 from core.parameterization import Estimate
 from core.rules import register
 from core.rules.apg import full_when_guided
-from core.rules.base import Output, Rule, Space, StepInput, check_space, flat_dot
+from core.rules.base import Output, Space, SpaceRule, StepInput, flat_dot
 
 
 @register
 @dataclass(frozen=True)
-class ZeroStar(Rule):
+class ZeroStar(SpaceRule):
     """CFG with an optimised scale on the unconditional prediction and zero-initialised first steps.
 
     Optimised scale (Eq. 9): ``s* = <P(x, c), P(x)> / |P(x)|^2`` per example, then
@@ -42,10 +42,7 @@ class ZeroStar(Rule):
     def __post_init__(self) -> None:
         if self.zero_steps < 0:
             raise UsageError(f"zerostar zero_steps must be >= 0, got {self.zero_steps}")
-        check_space(self.space)
-
-    def acts_in(self) -> str:
-        return self.space
+        super().__post_init__()
 
     def needed(self, weights: Tensor) -> list[bool]:
         return full_when_guided(weights)

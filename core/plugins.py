@@ -1,0 +1,30 @@
+"""Entry-point plumbing shared by the registries of modalities, datasets and guidance rules."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from importlib import metadata
+from typing import Any, TypeVar
+
+from core.errors import UsageError
+
+T = TypeVar("T")
+
+
+def load_group(group: str, add: Callable[[str, Any], None], broken: dict[str, str]) -> None:
+    """Call ``add(name, loaded object)`` for every installed entry point of ``group``; one that fails to load (or
+    to register) is recorded in ``broken`` (name -> reason) instead of taking the others down."""
+    for ep in metadata.entry_points(group=group):
+        try:
+            add(ep.name, ep.load())
+        except Exception as e:
+            broken[ep.name] = f"{e.__class__.__name__}: {e}"
+
+
+def lookup(kind: str, name: str, found: Mapping[str, T], broken: Mapping[str, str]) -> T:
+    """``found[name]``, or a one-line :class:`UsageError` naming the valid choices (or why a plug-in is broken)."""
+    if name in broken and name not in found:
+        raise UsageError(f"{kind} {name!r} is installed but failed to load ({broken[name]})")
+    if name not in found:
+        raise UsageError(f"unknown {kind} {name!r}; valid: {', '.join(sorted(found)) or '(none installed)'}")
+    return found[name]
