@@ -557,7 +557,7 @@ class Report:
             target = run.stat(sw[ref], "adherence")[0]
             cfg_fd = run.stat(sw[ref], "fd")
             self.add("h3", m)
-            self.add("img", f"{m}: FD against adherence per rule", path=self.frontiers(m, curves, target))
+            self.add("img", f"{m}: FD against adherence per rule", path=self.frontiers(m, curves, target, ref))
             rows = [["rule", "weights", "best adherence (w)", "FD at matched adherence (curve)",
                      "lowest FD reaching it (w)", f"against CFG's {fmt(*cfg_fd)} at w = {ref:g}"]]
             for label, pts in curves.items():
@@ -611,20 +611,24 @@ class Report:
             parts.append(f"Never reaching that adherence on their grid: {', '.join(short)}.")
         return " ".join(parts)
 
-    def frontiers(self, m: str, curves: dict[str, list[tuple[float, list[Record]]]], target: float) -> Path:
+    def frontiers(self, m: str, curves: dict[str, list[tuple[float, list[Record]]]], target: float,
+                  ref: float) -> Path:
         run = self.runs[m]
         fig, ax = plt.subplots(figsize=(6.4, 4.2))
         for label, pts in curves.items():
-            xs = [run.stat(g, "adherence")[0] for _, g in pts]
-            ys = [run.stat(g, "fd")[0] for _, g in pts]
+            adh = [run.stat(g, "adherence") for _, g in pts]
+            fd = [run.stat(g, "fd") for _, g in pts]
+            xs, ys = [a for a, _ in adh], [f for f, _ in fd]
             style = {"color": "black", "lw": 2.2, "zorder": 3} if label == "cfg" else {"lw": 1.0}
-            ax.plot(xs, ys, marker="o", ms=3, label=label, **style)
+            ax.errorbar(xs, ys, xerr=[h for _, h in adh], yerr=[h for _, h in fd], marker="o", ms=3, capsize=2,
+                        label=label, **style)
             ax.annotate(f"{pts[-1][0]:g}", (xs[-1], ys[-1]), fontsize=6, xytext=(2, 2), textcoords="offset points")
         ax.axvline(target, color="grey", ls=":", lw=0.8)
         ax.set_yscale("log")
-        ax.set_xlabel("joint adherence (dotted: CFG at w = 1)")
+        ax.set_xlabel(f"joint adherence (dotted: CFG at w = {ref:g})")
         ax.set_ylabel("Frechet distance (log scale, lower is better)")
-        ax.set_title(f"{m}: fidelity against adherence, one curve per rule (last weight labelled)", fontsize=8)
+        ax.set_title(f"{m}: fidelity against adherence per rule, 95% intervals over seeds (last w labelled)",
+                     fontsize=8)
         ax.legend(fontsize=6, ncol=2)
         return _save(fig, self.plots / f"rules_{m}.png")
 
