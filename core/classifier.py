@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -26,7 +26,7 @@ from core.data import ConditionalDataset, Splits
 from core.judge import fingerprint, masked_cross_entropy
 from core.parameterization import noise
 from core.schedules import Schedule
-from core.trainer import TrainConfig
+from core.trainer import TrainConfig, train
 
 
 class LogProb(Protocol):
@@ -155,19 +155,19 @@ def fit_classifier(
         train_config: a :class:`core.trainer.TrainConfig` (no condition dropout: labels are clean).
         meta: JSON stored in its ``config.json`` (modality, dataset, backbone config).
 
-    A directory trained on other data (another encoding or labels) is replaced, with a message.
+    A directory trained on other data or settings (encoding, labels, architecture, training) is replaced, with
+    a message.
     Returns the EMA classifier (eval mode) and its info: held-out accuracy by noise level, training stats.
     """
-    from core.trainer import train
-
     train_set, test_set = encoded(encode, splits.train), encoded(encode, splits.test)
-    key = fingerprint(train_set.x, *train_set.cond.values(), config=dict(meta))
-    if ckpt.exists(directory) and ckpt.read_config(directory).get("fingerprint") != key:
-        print(f"classifier in {directory} was trained on other data or settings; retraining it")
-        shutil.rmtree(directory)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(train_config.seed)
         model = build()
+    key = fingerprint(train_set.x, *train_set.cond.values(), config=dict(meta), model=model.config(),
+                      train=asdict(train_config))
+    if ckpt.exists(directory) and ckpt.read_config(directory).get("fingerprint") != key:
+        print(f"classifier in {directory} was trained on other data or settings; retraining it")
+        shutil.rmtree(directory)
     result = train(model, schedule, train_set, train_config, out=directory, meta={**meta, "fingerprint": key},
                    progress=progress, loss=classification_loss, desc="train classifier")
     clf = result.ema.eval()

@@ -24,23 +24,20 @@ from modalities.audio.conv import Conv1d
 
 
 class ResidualLayer(nn.Module):
-    """One DiffWave residual layer (Kong et al. 2020, Fig. 2) with a global condition bias (none if
-    ``cond_dim = 0``, as in the noise classifier)."""
+    """One DiffWave residual layer (Kong et al. 2020, Fig. 2) with a global condition bias."""
 
     def __init__(self, channels: int, dilation: int, step_dim: int, cond_dim: int):
         super().__init__()
         self.step = nn.Linear(step_dim, channels)
-        self.cond = nn.Linear(cond_dim, 2 * channels) if cond_dim else None
+        self.cond = nn.Linear(cond_dim, 2 * channels)
         self.dilated = Conv1d(channels, 2 * channels, 3, dilation)
         self.out = Conv1d(channels, 2 * channels, 1)
         nn.init.kaiming_normal_(self.dilated.weight)
         nn.init.kaiming_normal_(self.out.weight)
 
-    def forward(self, x: Tensor, step: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, step: Tensor, cond: Tensor) -> tuple[Tensor, Tensor]:
         # x [B, C, L], step [B, step_dim], cond [B, cond_dim]
-        y = self.dilated(x + self.step(step)[..., None])  # [B, 2C, L]
-        if self.cond is not None and cond is not None:
-            y = y + self.cond(cond)[..., None]
+        y = self.dilated(x + self.step(step)[..., None]) + self.cond(cond)[..., None]  # [B, 2C, L]
         gate, filt = y.chunk(2, dim=1)
         residual, skip = self.out(torch.sigmoid(gate) * torch.tanh(filt)).chunk(2, dim=1)  # [B, C, L] each
         return (x + residual) / math.sqrt(2.0), skip
@@ -85,20 +82,17 @@ class DiffWave(Denoiser):
         """Samples of ``x_t`` that one output sample sees: ``1 + 2 sum_i 2^(i mod cycle)`` (kernel size 3)."""
         return 1 + 2 * sum(2 ** (i % self.cycle) for i in range(self.layers))
 
-    def features(self, x_t: Tensor, t: Tensor, cond: Condition) -> Tensor:
-        """The summed skip connections after their 1x1 convolution, ``[B, C, L]``: what the output layer reads."""
+    def forward(self, x_t: Tensor, t: Tensor, cond: Condition) -> Tensor:
         # x_t [B, 1, L], t [B] (fractional on DiffWave's fast grid), cond: [B] per attribute
         x = torch.relu(self.inp(x_t))  # [B, C, L]
         step = self.time(t)  # [B, 4 step_dim]
-        c = self.cond(cond)  # [B, cond_dim]; None without attributes
+        c = self.cond(cond)  # [B, cond_dim]
         skips = None
         for layer in self.res:
             x, s = layer(x, step, c)
             skips = s if skips is None else skips + s
-        return torch.relu(self.skip(skips / math.sqrt(self.layers)))
-
-    def forward(self, x_t: Tensor, t: Tensor, cond: Condition) -> Tensor:
-        return self.out(self.features(x_t, t, cond))  # [B, 1, L]
+        h = torch.relu(self.skip(skips / math.sqrt(self.layers)))
+        return self.out(h)  # [B, 1, L]
 
     def snap(self, x0: Tensor) -> Tensor:
         """Clamp the clean-waveform estimate to [-1, 1]: eps -> x0 amplifies errors by ``1/sqrt(alpha_bar)``."""

@@ -20,7 +20,7 @@ from core.judge import FitConfig
 from core.registry import DatasetFactory, Modality, Preset
 from core.trainer import TrainConfig
 from modalities.audio import schedules as _schedules  # noqa: F401  (registers the diffwave schedules)
-from modalities.audio.classifier import WaveClassifier
+from modalities.audio.classifier import MelClassifier
 from modalities.audio.diffwave import DiffWave
 from modalities.audio.folder import folder_dataset
 from modalities.audio.judge import JudgeEvaluator, audio_evaluator
@@ -52,7 +52,7 @@ PRESETS: dict[str, Preset] = {
         data={"notes": {"sample_rate": 8000, "duration": 0.1, "per_condition": 6},
               "spoken-digits": {"sample_rate": 8000, "duration": 0.5, "per_digit": 6},
               "folder": {"sample_rate": 8000, "duration": 0.5}},
-        classifier={"layers": 2, "channels": 8, "cycle": 2, "step_dim": 16},
+        classifier={"n_fft": 128, "hop": 64, "n_mels": 16, "width": 8, "step_dim": 16},
         classifier_train=training(_train(steps=20, batch_size=16, lr=2e-3, warmup=5)),
     ),
     # 8 layers of 32 channels cost what 9 of 24 did per step; the receptive field (511 samples, 128 ms, over 30
@@ -66,14 +66,13 @@ PRESETS: dict[str, Preset] = {
         data={"notes": {"sample_rate": 4000, "duration": 0.25, "per_condition": 80},
               "spoken-digits": {"sample_rate": 8000, "duration": 0.75, "per_digit": 200},
               "folder": {"sample_rate": 8000, "duration": 0.5}},
-        # half the denoiser's stack: its receptive field (127 samples, 32 ms) still spans several periods
-        classifier={"layers": 6, "channels": 32, "cycle": 6, "step_dim": 32},
-        classifier_train=training(_train(steps=1000, batch_size=32, lr=2e-3, warmup=50, ema_decay=0.995)),
+        classifier={"n_fft": 512, "hop": 64, "n_mels": 64, "width": 64, "step_dim": 32},
+        classifier_train=training(_train(steps=4000, batch_size=64, lr=2e-3, warmup=100, ema_decay=0.995)),
     ),
     "full": Preset(
         PAPER, _train(steps=200_000, batch_size=32, warmup=1000, ema_decay=0.9999),
         schedule="diffwave200", T=200, sampler="ddpm", steps=200, per_condition=64, batch=256,
-        classifier={"layers": 18, "channels": 128, "cycle": 9, "step_dim": 128},
+        classifier={"n_fft": 1024, "hop": 256, "n_mels": 80, "width": 256, "step_dim": 128},
         classifier_train=training(_train(steps=50_000, batch_size=32, warmup=1000, ema_decay=0.9999)),
         data={"notes": {"sample_rate": 16000, "duration": 0.5, "per_condition": 400},
               "spoken-digits": {"sample_rate": 16000, "duration": 1.0, "per_digit": 2000},
@@ -104,7 +103,7 @@ class AudioModality(Modality):
 
     def classifier_backbone(self, config: Mapping[str, Any], info: Mapping[str, Any],
                             sample_shape: tuple[int, ...]) -> tuple[nn.Module, int]:
-        net = WaveClassifier(sample_shape[-1], **config)
+        net = MelClassifier(int(info["sample_rate"]), **config)
         return net, net.dim
 
     def evaluator(self, splits: Splits, preset: str, cache: Path) -> JudgeEvaluator:
