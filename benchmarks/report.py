@@ -536,7 +536,8 @@ class Report:
                       "guidance; lower is better. Matched adherence is the joint adherence CFG reaches at w = 1 (or "
                       "its smallest positive weight); a "
                       "rule's FD there is read off its curve (linear between neighbouring weights) and, as a measured "
-                      "number with its interval, as the lowest FD among the rule's settings that reach it.")
+                      "number with its interval, as the lowest FD among the rule's settings that reach it; the "
+                      "verdict compares that with the same number for CFG.")
         verdicts: dict[str, dict[str, str]] = defaultdict(dict)
         for m in self.mods:
             groups = self.section(m, "rules")
@@ -555,18 +556,18 @@ class Report:
                     pts.append((0.0, sw[0.0]))  # every rule but CFG++ is the conditional model at w = 0
                 pts.sort(key=lambda p: p[0])
             target = run.stat(sw[ref], "adherence")[0]
-            cfg_fd = run.stat(sw[ref], "fd")
             self.add("h3", m)
             self.add("img", f"{m}: FD against adherence per rule", path=self.frontiers(m, curves, target, ref))
             rows = [["rule", "weights", "best adherence (w)", "FD at matched adherence (curve)",
-                     "lowest FD reaching it (w)", f"against CFG's {fmt(*cfg_fd)} at w = {ref:g}"]]
+                     "lowest FD reaching it (w)", "against CFG's lowest FD reaching it"]]
+            lowest: dict[str, tuple[float, tuple[float, float], tuple[float, float]] | None] = {}
             for label, pts in curves.items():
                 stats = [(w, run.stat(g, "adherence"), run.stat(g, "fd")) for w, g in pts]
                 best = max(stats, key=lambda p: p[1][0])
                 crossing = matched_fd([(a[0], f[0]) for _, a, f in stats], target)
                 reach = [p for p in stats if p[1][0] >= target]
-                low = min(reach, key=lambda p: p[2][0]) if reach else None
-                verdict = "CFG itself" if label == "cfg" else self.verdict(low, cfg_fd, best[1][0])
+                lowest[label] = low = min(reach, key=lambda p: p[2][0]) if reach else None
+                verdict = "CFG itself" if label == "cfg" else self.verdict(low, lowest["cfg"], best[1][0])
                 verdicts[label][m] = verdict
                 rows.append([label, ", ".join(f"{w:g}" for w, _, _ in stats), f"{fmt(*best[1])} ({best[0]:g})",
                              fmt(crossing), "-" if low is None else f"{fmt(*low[2])} ({low[0]:g})", verdict])
@@ -576,7 +577,8 @@ class Report:
             clf = next((g for g in groups if g[0]["rule"] == "classifier"), None)
             helper = clf[0]["extra"].get("helpers", {}).get("classifier") if clf else None
             if helper:
-                acc = ", ".join(f"{k} {v:.2f}" for k, v in helper.get("held_out_accuracy_by_sigma", {}).items())
+                by_sigma = helper.get("held_out_accuracy_by_sigma", {})  # keys "sigma=..." (JSON sorts them as text)
+                acc = ", ".join(f"{k} {v:.2f}" for k, v in sorted(by_sigma.items(), key=lambda kv: float(kv[0][6:])))
                 self.add("p", f"{m}: the noise classifier's held-out joint accuracy by noise level: {acc}.")
         if verdicts:
             mods = [m for m in self.mods if any(m in v for v in verdicts.values())]
@@ -585,11 +587,14 @@ class Report:
                                                       for label, v in verdicts.items() if label != "cfg"]])
 
     def verdict(self, low: tuple[float, tuple[float, float], tuple[float, float]] | None,
-                cfg_fd: tuple[float, float], best_adherence: float) -> str:
-        """How a rule's lowest FD at CFG's w = 1 adherence compares with CFG's FD there (intervals over seeds)."""
+                cfg: tuple[float, tuple[float, float], tuple[float, float]] | None, best_adherence: float) -> str:
+        """How a rule's lowest FD among its settings that reach the matched adherence compares with the same
+        number for CFG (like with like; intervals over seeds)."""
         if low is None:
             return f"does not reach it (best {best_adherence:.3f})"
-        (mean, half), (ref, ref_half) = low[2], cfg_fd
+        if cfg is None:
+            return "CFG does not reach it"
+        (mean, half), (ref, ref_half) = low[2], cfg[2]
         ratio = f"FD x{mean / ref:.2f}" if ref > 0 else ""
         if self.study["seeds"] < 2:
             return f"{ratio} (one seed: untested)"
