@@ -119,11 +119,6 @@ class Runs:
         return mean_ci([value(r, metric) for r in group])
 
 
-def rule_label(group: Sequence[Record]) -> str:
-    """The rule of a seed group, with its non-default options and wrappers."""
-    return group[0].get("rule_label", group[0]["rule"])
-
-
 def matched_fd(points: Sequence[tuple[float, float]], target: float) -> float:
     """FD where a curve of (adherence, FD) points, in weight order, first reaches ``target`` adherence, linear
     between neighbours (the lowest such FD if it crosses more than once); NaN if it never does."""
@@ -550,7 +545,7 @@ class Report:
             curves: dict[str, list[tuple[float, list[Record]]]] = {"cfg": sorted(
                 (w, g) for w, g in sw.items() if 0 <= w <= 4)}
             for g in groups:
-                curves.setdefault(rule_label(g), []).append((float(g[0]["w"]), g))
+                curves.setdefault(records.rule_label(g[0]), []).append((float(g[0]["w"]), g))
             for pts in curves.values():
                 if all(w != 0.0 for w, _ in pts) and pts[0][1][0]["rule"] != "cfgpp":
                     pts.append((0.0, sw[0.0]))  # every rule but CFG++ is the conditional model at w = 0

@@ -87,7 +87,7 @@ def summarize(recs: Sequence[dict[str, Any]], ctx: Context) -> dict[str, Any]:
     return {
         "modality": ctx.modality.name, "dataset": ctx.dataset, "preset": ctx.preset_name, "model": ctx.model_id,
         "evaluator": ctx.evaluator.info, "train": ctx.train_stats,
-        "rule": recs[0]["rule"], "rule_label": recs[0].get("rule_label", recs[0]["rule"]),
+        "rule": recs[0]["rule"], "rule_label": records.rule_label(recs[0]),
         "rule_options": recs[0].get("rule_options", {}),
         "adherence_w0": by_w.get(0.0, {}).get("adherence"),
         "adherence_best": by_w[best]["adherence"], "best_adherence_w": best,
@@ -102,7 +102,7 @@ def table(recs: Sequence[dict[str, Any]]) -> str:
     """A plain-text table of the standard metrics per setting."""
     extra = sorted({k for r in recs for k in r["metrics"] if k.startswith("adherence/")})
     cols = ["w", "adherence", *extra, "fd", "diversity", "precision", "recall", "samples/s"]
-    labels = {r.get("rule_label", r["rule"]) for r in recs}
+    labels = {records.rule_label(r) for r in recs}
     rows = [f"rule: {', '.join(sorted(labels))}", " ".join(f"{c:>12}" for c in cols)]
     for r in sorted(recs, key=lambda r: (r["w"] is None, r["w"])):
         m = r["metrics"]

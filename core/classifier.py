@@ -1,7 +1,7 @@
 """Noise-conditional classifiers for classifier guidance (Dhariwal & Nichol 2021, Sec. 4.1).
 
 A modality supplies a *backbone* ``(x_t [B, ...], t [B]) -> features [B, D]`` that reads the diffusion space
-(pixels, waveforms, text embeddings) at any noise level; :class:`NoiseClassifier` adds one linear head per
+(data space, or a learned embedding space) at any noise level; :class:`NoiseClassifier` adds one linear head per
 attribute. It is trained by the denoiser's trainer (:func:`core.trainer.train`) with :func:`classification_loss`:
 random ``t``, cross-entropy of the clean labels, EMA weights, checkpointed and resumable like a denoiser.
 Attributes are treated as independent given ``x_t``: ``log p(c | x_t) = sum_a log p(c_a | x_t)`` over the
@@ -11,7 +11,7 @@ attributes ``c`` states. Classifier guidance (:mod:`core.rules.classifier`) diff
 from __future__ import annotations
 
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -109,8 +109,8 @@ def grad_log_prob(classifier: LogProb, x_t: Tensor, t: Tensor, conds: Sequence[C
 
 
 @torch.no_grad()
-def encoded(encode: Any, data: ConditionalDataset, batch_size: int = 512) -> ConditionalDataset:
-    """``data`` mapped into diffusion space by a denoiser's ``encode`` (identity for pixels and waveforms)."""
+def encoded(encode: Callable[[Tensor], Tensor], data: ConditionalDataset, batch_size: int = 512) -> ConditionalDataset:
+    """``data`` mapped into diffusion space by a denoiser's ``encode`` (the identity for data-space models)."""
     x = torch.cat([encode(data.x[i : i + batch_size]).float().cpu() for i in range(0, len(data), batch_size)])
     return ConditionalDataset(f"{data.name}:encoded", x, data.cond, data.attributes, data.info)
 
@@ -137,11 +137,11 @@ def accuracy_by_noise(classifier: NoiseClassifier, schedule: Schedule, test: Con
 
 
 def fit_classifier(
-    build: Any,
+    build: Callable[[], NoiseClassifier],
     schedule: Schedule,
     splits: Splits,
-    encode: Any,
-    train_config: Any,
+    encode: Callable[[Tensor], Tensor],
+    train_config: TrainConfig,
     directory: Path,
     *,
     meta: Mapping[str, Any],

@@ -36,8 +36,8 @@ def _guidance_args(p: argparse.ArgumentParser) -> None:
                         "averaging w over log sigma in [SMIN, SMAX], default 0.01,100)")
 
 
-def _guidance(args: argparse.Namespace, terms: tuple[Term, ...] = (Term(0.0),)) -> Guidance:
-    """The guidance spec of ``--rule``, ``--rule-args``, ``--interval`` and ``--schedule`` for ``terms``."""
+def _guidance(args: argparse.Namespace) -> Guidance:
+    """The guidance spec of ``--rule``, ``--rule-args``, ``--interval`` and ``--schedule`` (at w = 0)."""
     options = {}
     for part in filter(None, (p.strip() for p in args.rule_args.split(","))):
         name, sep, value = part.partition("=")
@@ -56,7 +56,7 @@ def _guidance(args: argparse.Namespace, terms: tuple[Term, ...] = (Term(0.0),)) 
         if len(lo_hi) != 2:
             raise UsageError(f"--schedule bounds must be SIGMA_MIN,SIGMA_MAX, got {bounds!r}")
         extra["schedule_range"] = (lo_hi[0], lo_hi[1])
-    return Guidance(terms=terms, rule=args.rule, options=tuple(options.items()), interval=interval,
+    return Guidance(rule=args.rule, options=tuple(options.items()), interval=interval,
                     schedule=kind.strip(), **extra)
 
 
@@ -214,7 +214,7 @@ def _sample(args: argparse.Namespace) -> int:
     from core.pipeline import helper_models, load_model
     from core.sampling import generate
 
-    _guidance(args)  # a bad rule or option fails before the model loads
+    template = _guidance(args)  # a bad rule or option fails before the model loads
     model, schedule, config = load_model(args.checkpoint)
     attrs = model.attributes
     choice = C.parse(args.cond, attrs)
@@ -230,7 +230,7 @@ def _sample(args: argparse.Namespace) -> int:
             except ValueError as e:
                 raise UsageError(f"--compose weight for {name!r} is not a number: {w!r}") from e
         terms = tuple(parts)
-    guidance = _guidance(args, terms)
+    guidance = replace(template, terms=terms)
     if args.n < 1:
         raise UsageError(f"--n must be >= 1, got {args.n}")
     cond = C.stack([choice] * args.n, attrs)
@@ -246,10 +246,8 @@ def _sample(args: argparse.Namespace) -> int:
     labels = [C.names(choice, attrs)] * args.n
     info = config.get("data_info", {})
     paths = modality.write_samples(gen.samples, labels, args.out, info)
-    weights = ", ".join(f"w={t.w:g}" + ("" if t.attributes is None else f" on {'+'.join(t.attributes)}")
-                        for t in terms)
     modality.draw(gen.samples, labels, args.out / "grid.png",
-                  f"{args.cond or 'unconditional'}: {weights} ({guidance.label()})", info)
+                  f"{args.cond or 'unconditional'}: {guidance.terms_label()} ({guidance.label()})", info)
     print(f"wrote {len(paths)} samples to {args.out} ({gen.nfe:.0f} network evaluations per sample)")
     return 0
 

@@ -118,10 +118,19 @@ class Guidance:
         w = torch.tensor([t.w for t in self.terms], dtype=torch.float64)  # [K]
         return (w[:, None] * factor[None]).float()
 
+    def changed_options(self) -> list[tuple[str, str]]:
+        """The rule's options that differ from its defaults, values formatted (``0.5``, ``x0``)."""
+        defaults = rules.make(self.rule).options()
+        return [(k, f"{v:g}" if isinstance(v, float) else str(v)) for k, v in self.options if defaults[k] != v]
+
+    def terms_label(self) -> str:
+        """The terms' weights and attributes, e.g. ``w=2 on shape, w=0.5 on color``."""
+        return ", ".join(f"w={t.w:g}" + ("" if t.attributes is None else f" on {'+'.join(t.attributes)}")
+                         for t in self.terms)
+
     def label(self) -> str:
         """A short human-readable name of the rule and its non-default options and wrappers."""
-        defaults = rules.make(self.rule).options()
-        changed = [f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in self.options if defaults[k] != v]
+        changed = [f"{k}={v}" for k, v in self.changed_options()]
         text = self.rule + (f"({', '.join(changed)})" if changed else "")
         if self.interval is not None:
             text += f" in sigma [{self.interval[0]:g}, {self.interval[1]:g}]"

@@ -21,7 +21,7 @@ from torch import Tensor
 from core import checkpoint as ckpt
 from core import conditions as C
 from core import metrics as M
-from core import records, rules, samplers
+from core import records, samplers
 from core.classifier import NoiseClassifier, fit_classifier
 from core.data import Splits
 from core.denoiser import Denoiser
@@ -101,9 +101,7 @@ class Setting:
         g = self.guidance
         terms = "+".join(f"{'all' if t.attributes is None else '.'.join(t.attributes)}_w{t.w:g}" for t in g.terms)
         extra = "" if g.rule == "cfg" else f"-{g.rule}"
-        defaults = rules.make(g.rule).options()
-        extra += "".join(f"_{k}{v:g}" if isinstance(v, float) else f"_{k}{v}"
-                         for k, v in g.options if defaults[k] != v)
+        extra += "".join(f"_{k}{v}" for k, v in g.changed_options())
         if g.interval is not None:
             extra += f"-int{g.interval[0]:g}_{g.interval[1]:g}"
         if g.schedule != "constant":
@@ -282,9 +280,8 @@ def run_setting(ctx: Context, setting: Setting, seed: int, out: Path, *, progres
 
 def _title(ctx: Context, setting: Setting) -> str:
     g = setting.guidance
-    terms = ", ".join(f"w={t.w:g}" + ("" if t.attributes is None else f" on {'+'.join(t.attributes)}")
-                      for t in g.terms)
-    return f"{ctx.modality.name}/{ctx.dataset}: {terms} ({g.label()}, {setting.sampler} {setting.steps} steps)"
+    return (f"{ctx.modality.name}/{ctx.dataset}: {g.terms_label()} ({g.label()}, {setting.sampler} "
+            f"{setting.steps} steps)")
 
 
 def run_settings(

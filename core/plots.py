@@ -12,6 +12,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from core import records  # noqa: E402
 from core.metrics import mean_ci  # noqa: E402
 
 Record = dict[str, Any]
@@ -47,7 +48,7 @@ def numeric_metrics(recs: Sequence[Record]) -> list[str]:
 
 def series(record: Record) -> str:
     """The curve a record belongs to: its modality, dataset and guidance rule (with non-default options)."""
-    return f"{record['modality']}/{record['dataset']}, {record.get('rule_label', record['rule'])}"
+    return f"{record['modality']}/{record['dataset']}, {records.rule_label(record)}"
 
 
 def against_w(recs: Sequence[Record], name: str, path: Path, *, title: str = "") -> Path:

@@ -29,6 +29,11 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def rule_label(record: dict[str, Any]) -> str:
+    """A record's guidance rule with its non-default options and wrappers (older records: the rule's name)."""
+    return record.get("rule_label", record["rule"])
+
+
 def validate(record: dict[str, Any]) -> None:
     jsonschema.validate(record, schema())
 

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from core.classifier import training
 from core.data import ConditionalDataset, Splits
 from core.denoiser import Denoiser
 from core.errors import UsageError, check_choice
@@ -51,8 +52,7 @@ class Preset:
     # training (labels are clean: no condition dropout, no weak copy)
     classifier: dict[str, Any] = field(default_factory=dict)
     classifier_train: TrainConfig = field(
-        default_factory=lambda: TrainConfig(steps=1000, batch_size=64, lr=1e-3, warmup=50, ema_decay=0.995,
-                                            p_uncond=0.0, p_attr=0.0, weak_at=0.0))  # see core.classifier.training
+        default_factory=lambda: training(TrainConfig(steps=1000, batch_size=64, lr=1e-3, warmup=50, ema_decay=0.995)))
 
 
 class Modality(abc.ABC):

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from core.errors import UsageError
+from core.parameterization import append_dims
 from core.rules import register
 from core.rules.base import Output, Space, SpaceRule, StepInput, flat_dot
 
@@ -69,15 +70,11 @@ class APG(SpaceRule):
         running = diffs
         if self.r > 0:
             norm = diffs.flatten(2).norm(dim=2)  # [K, B]
-            diffs = diffs * _bcast(torch.clamp(self.r / norm.clamp(min=1e-12), max=1.0), diffs)
+            diffs = diffs * append_dims(torch.clamp(self.r / norm.clamp(min=1e-12), max=1.0), diffs.ndim)
         out = base + sum(p - base for p in terms)
         for p, d, w in zip(terms, diffs, s.weights, strict=True):
-            unit = p / _bcast(p.flatten(1).norm(dim=1).clamp(min=1e-12), p)
-            parallel = _bcast(flat_dot(d, unit), d) * unit
+            unit = p / append_dims(p.flatten(1).norm(dim=1).clamp(min=1e-12), p.ndim)
+            parallel = append_dims(flat_dot(d, unit), d.ndim) * unit
             out = out + s.per_example(w) * ((d - parallel) + self.eta * parallel)
         return Output(s.from_space(out, self.space), state=running if self.momentum else None)
 
-
-def _bcast(v: Tensor, like: Tensor) -> Tensor:
-    """``v`` with trailing singleton dims to broadcast against ``like``."""
-    return v.reshape(v.shape + (1,) * (like.ndim - v.ndim))

@@ -81,6 +81,12 @@ class StepInput:
         """``[B]`` bool: examples with any non-zero weight at this step (a correction is off where this is not)."""
         return self.weights.ne(0).any(0)
 
+    def where_guided(self, guided: Estimate, plain: Estimate) -> Estimate:
+        """``guided`` on the examples being guided at this step, ``plain`` elsewhere: how a rule's correction
+        switches off with guidance (w = 0, outside an interval)."""
+        on = self.per_example(self.guided().float()).bool()
+        return Estimate(torch.where(on, guided.x0, plain.x0), torch.where(on, guided.eps, plain.eps))
+
 
 class Output(NamedTuple):
     estimate: Estimate  # the sampler denoises with estimate.x0

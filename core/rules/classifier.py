@@ -7,6 +7,7 @@ from typing import Any, ClassVar, Literal
 
 from torch import Tensor
 
+from core.classifier import grad_log_prob
 from core.errors import check_choice
 from core.rules import register
 from core.rules.base import Base, Output, Rule, StepInput
@@ -48,8 +49,6 @@ class Classifier(Rule):
         return [True] + [False] * weights.shape[0]  # the denoiser runs once; the terms go to the classifier
 
     def __call__(self, s: StepInput, state: Any) -> Output:
-        from core.classifier import grad_log_prob
-
         assert s.base is not None
         scale = s.weights if self.on == "cond" else 1.0 + s.weights  # [K, B]
         if not bool(scale.ne(0).any()):

@@ -32,12 +32,6 @@ class CFG(Rule):
         return Output(combine(s, linear_coefficients(s.weights)))
 
 
-def _where_guided(s: StepInput, guided: Estimate, plain: Estimate) -> Estimate:
-    """``guided`` on the examples being guided at this step, ``plain`` elsewhere."""
-    on = s.per_example(s.guided().float()).bool()
-    return Estimate(torch.where(on, guided.x0, plain.x0), torch.where(on, guided.eps, plain.eps))
-
-
 @register
 @dataclass(frozen=True)
 class Rescale(SpaceRule):
@@ -70,7 +64,7 @@ class Rescale(SpaceRule):
         dims = tuple(range(1, guided.ndim))
         ratio = ref.std(dim=dims, keepdim=True) / guided.std(dim=dims, keepdim=True).clamp(min=1e-8)
         out = s.from_space(self.phi * guided * ratio + (1 - self.phi) * guided, self.space)
-        return Output(_where_guided(s, out, cfg))
+        return Output(s.where_guided(out, cfg))
 
 
 @register
@@ -81,7 +75,7 @@ class Threshold(Rule):
 
     Args:
         p: the percentile of absolute values (Imagen: 99.5).
-        bound: the data's range ``[-bound, bound]`` (1 for images and waveforms in [-1, 1]).
+        bound: the data's range ``[-bound, bound]`` (1 for data scaled to [-1, 1]).
     """
 
     name: ClassVar[str] = "threshold"
@@ -102,7 +96,7 @@ class Threshold(Rule):
         q = torch.quantile(cfg.x0.abs().flatten(1).float(), self.p / 100.0, dim=1)  # [B]
         top = s.per_example(q.clamp(min=self.bound))
         x0 = torch.maximum(torch.minimum(cfg.x0, top), -top) * (self.bound / top)
-        return Output(_where_guided(s, Estimate(x0, eps_from_x0(x0, s.x_t, s.alpha_bar)), cfg))
+        return Output(s.where_guided(Estimate(x0, eps_from_x0(x0, s.x_t, s.alpha_bar)), cfg))
 
 
 @register

@@ -9,7 +9,6 @@ import torch
 from torch import Tensor
 
 from core.errors import UsageError
-from core.parameterization import Estimate
 from core.rules import register
 from core.rules.apg import full_when_guided
 from core.rules.base import Output, Space, SpaceRule, StepInput, flat_dot
@@ -58,8 +57,6 @@ class ZeroStar(SpaceRule):
         for p, w in zip(terms, s.weights, strict=True):
             out = out + s.per_example(1 + w) * (p - scale * base)
         est = s.from_space(out, self.space)
-        if s.step.index < self.zero_steps:
-            still = s.x_t / s.per_example(s.alpha_bar.sqrt() + (1 - s.alpha_bar).sqrt())
-            on = s.per_example(s.guided().float()).bool()
-            est = Estimate(torch.where(on, still, est.x0), torch.where(on, still, est.eps))
+        if s.step.index < self.zero_steps:  # zero flow velocity: x0 = eps = x_t / (a + s)
+            est = s.where_guided(s.from_space(torch.zeros_like(s.x_t), "flow"), est)
         return Output(est)
