@@ -438,10 +438,10 @@ class Report:
                 top = np.nanmax(share, axis=1)
                 opposite.append(f"{a}: the most frequent wrong value takes {np.nanmean(top):.0%} of samples on "
                                 f"average (uniform over the other values would be {1 / max(1, len(names) - 1):.0%})")
+            tested = ("one seed: not tested against the unconditional rate" if self.study["seeds"] < 2 else
+                      f"{'below' if below else 'not below'} the unconditional rate (95% intervals apart)")
             self.add("p", f"{m}: at w = {worst:g} joint adherence is {fmt(*low)} against {fmt(*u)} for the "
-                          f"unconditional model and {chance:.3f} for chance; it is "
-                          f"{'significantly below' if below else 'not significantly below'} the unconditional "
-                          f"rate. " + "; ".join(opposite) + ".")
+                          f"unconditional model and {chance:.3f} for chance; {tested}. " + "; ".join(opposite) + ".")
             self.picture(m, groups[worst], f"w = {worst:g}")
             self.media(m, groups[worst], f"w = {worst:g}", k=2)
 
@@ -590,21 +590,27 @@ class Report:
         if cfg is None:
             return "CFG does not reach it"
         (mean, half), (ref, ref_half) = low[2], cfg[2]
-        ratio = f"FD x{mean / ref:.2f}" if ref > 0 else ""
         if self.study["seeds"] < 2:
-            return f"{ratio} (one seed: untested)"
+            return "reaches it; one seed: not compared"
+        if not (math.isfinite(mean) and math.isfinite(ref) and ref > 0):
+            return "reaches it; no FD to compare"
+        ratio = f"FD x{mean / ref:.2f}"
         if mean + half < ref - ref_half:
             return f"lower, {ratio}"
         if mean - half > ref + ref_half:
             return f"higher, {ratio}"
         return f"no clear difference, {ratio}"
 
-    @staticmethod
-    def rules_text(verdicts: dict[str, dict[str, str]], m: str) -> str:
+    def rules_text(self, verdicts: dict[str, dict[str, str]], m: str) -> str:
         def named(word: str) -> list[str]:
             return [label for label, v in verdicts.items() if v.get(m, "").startswith(word)]
 
         lower, higher, short = named("lower"), named("higher"), named("does not reach")
+        if self.study["seeds"] < 2:  # one seed gives no interval to compare with
+            parts = ["With one seed no rule is compared with CFG."]
+            if short:
+                parts.append(f"Never reaching CFG's adherence on their grid: {', '.join(short)}.")
+            return " ".join(parts)
         parts = [f"Rules with a lower FD than CFG at matched adherence (intervals apart): "
                  f"{', '.join(lower) or 'none'}.", f"Higher: {', '.join(higher) or 'none'}."]
         if short:

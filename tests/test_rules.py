@@ -315,3 +315,39 @@ def test_a_rule_registered_from_a_test_file_runs_like_a_shipped_one() -> None:
     torch.testing.assert_close(got.eps, want.eps)
     with pytest.raises(TypeError):
         rules.register(int)  # type: ignore[arg-type]
+
+
+def test_a_broken_plug_in_is_reported_by_name_and_the_others_still_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    from importlib import metadata
+
+    from core import plugins
+
+    class Entry:
+        def __init__(self, name: str, obj: Any):
+            self.name, self.obj = name, obj
+
+        def load(self) -> Any:
+            if isinstance(self.obj, Exception):
+                raise self.obj
+            return self.obj
+
+    entries = [Entry("bad", ImportError("no module named nowhere")), Entry("test-half", HalfCFG)]
+    monkeypatch.setattr(metadata, "entry_points", lambda group: entries)
+    found: dict[str, Any] = {}
+    broken: dict[str, str] = {}
+    plugins.load_group(rules.GROUP, lambda name, obj: found.__setitem__(name, obj), broken)
+    assert found == {"test-half": HalfCFG} and broken == {"bad": "ImportError: no module named nowhere"}
+    with pytest.raises(UsageError, match="'bad' is installed but failed to load"):
+        plugins.lookup("guidance rule", "bad", found, broken)
+
+
+def test_setting_ids_name_rule_options_and_wrappers_and_keep_plain_cfg_ids() -> None:
+    from core.pipeline import Setting
+
+    plain = Setting(Guidance.cfg(1.0), "ddim", 50).id(0)
+    assert plain == "all_w1-ddim50-s0"  # unchanged, so earlier records are still found
+    variants = [Guidance.single(1.0, "apg"), Guidance.single(1.0, "apg", {"eta": 1.0}),
+                Guidance.cfg(1.0, interval=(0.3, 5.0)), Guidance.cfg(1.0, schedule="linear")]
+    ids = {Setting(g, "ddim", 50).id(0) for g in variants}
+    assert len(ids) == len(variants) and plain not in ids
+    assert "apg_eta1" in Setting(variants[1], "ddim", 50).id(0)

@@ -46,3 +46,6 @@ def test_the_study_runs_every_registered_rule_including_a_plug_in(tmp_path: Path
     assert study["modalities"]["toy"]["sections"]["rules"]
     text = report.with_suffix(".md").read_text()
     assert "## 6. Guidance rules" in text and "test-half" in text and (tmp_path / "plots" / "rules_toy.png").is_file()
+    rules_part = text[text.index("## 6. Guidance rules"):]
+    assert "With one seed no rule is compared with CFG." in rules_part  # one seed: no interval, no verdict
+    assert " FD x" not in rules_part and "lower," not in rules_part and "higher," not in rules_part

@@ -202,3 +202,22 @@ def test_two_trainings_with_one_config_give_the_same_checkpoint(tmp_path: Path) 
         assert cli(["train", "toy", "--preset", "smoke", "--steps", "20", "--out", str(tmp_path / run)]) == 0
     a, b = (load_file(tmp_path / run / "ema.safetensors") for run in ("a", "b"))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_the_weak_copy_is_the_ema_at_weak_at_and_survives_a_resume_across_it(tmp_path: Path) -> None:
+    data = toy_data()
+    config = replace(_small(40), weak_at=0.25)  # step 10
+    straight = train(_mlp(), SCHEDULE, data, config, out=tmp_path / "straight", progress=False)
+    assert straight.step == 40
+    train(_mlp(), SCHEDULE, data, config, out=tmp_path / "at10", stop_at=10, progress=False)
+    weak = ckpt.load(tmp_path / "straight").tensors["weak"]
+    ema10 = ckpt.load(tmp_path / "at10").tensors["ema"]
+    assert weak.keys() == ema10.keys() and all(torch.equal(weak[k], ema10[k]) for k in weak)
+    assert not all(torch.equal(weak[k], straight.ema.state_dict()[k]) for k in weak)  # not the final EMA
+    train(_mlp(), SCHEDULE, data, config, out=tmp_path / "early", stop_at=5, progress=False)
+    assert "weak" not in ckpt.load(tmp_path / "early").tensors  # not reached yet
+    train(_mlp(), SCHEDULE, data, config, out=tmp_path / "early", progress=False)
+    resumed = ckpt.load(tmp_path / "early").tensors["weak"]
+    assert all(torch.equal(weak[k], resumed[k]) for k in weak)
+    train(_mlp(), SCHEDULE, data, replace(config, weak_at=0.0), out=tmp_path / "none", progress=False)
+    assert "weak" not in ckpt.load(tmp_path / "none").tensors
