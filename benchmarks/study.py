@@ -155,6 +155,15 @@ def section_settings(plan: Plan, spec: Preset, attributes: Sequence[str],
     return out
 
 
+def study_models(plan: Plan, name: str, spec: Preset, out: Path) -> list[tuple[float | None, Path]]:
+    """(p_uncond override, or None for the main model; run directory) of every model the study trains for one
+    modality: the main model and the p_uncond ablation models."""
+    runs: list[tuple[float | None, Path]] = [(None, out / name)]
+    if plan.p_uncond_modalities is None or name in plan.p_uncond_modalities:
+        runs += [(p, out / name / f"p_uncond_{p:g}") for p in plan.p_unconds if p != spec.train.p_uncond]
+    return runs
+
+
 def ablation_settings(plan: Plan, spec: Preset) -> list[Setting]:
     per = max(1, round(spec.per_condition * plan.per_condition_scale))
     return [Setting(Guidance.cfg(w), spec.sampler, spec.steps, section="p_uncond", per_condition=per)
@@ -202,11 +211,7 @@ def run_study(
     started = time.time()
 
     def model_runs(name: str, spec: Preset) -> list[tuple[float | None, Path]]:
-        """(p_uncond override, or None for the main model; run directory) for one modality."""
-        runs: list[tuple[float | None, Path]] = [(None, out / name)]
-        if plan.p_uncond_modalities is None or name in plan.p_uncond_modalities:
-            runs += [(p, out / name / f"p_uncond_{p:g}") for p in plan.p_unconds if p != spec.train.p_uncond]
-        return runs
+        return study_models(plan, name, spec, out)
 
     def sections_of(name: str, spec: Preset, attrs: Sequence[str], main: bool) -> dict[str, list[Setting]]:
         ablated = len(model_runs(name, spec)) > 1

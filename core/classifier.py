@@ -10,9 +10,10 @@ attributes ``c`` states. Classifier guidance (:mod:`core.rules.classifier`) diff
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -21,9 +22,10 @@ from torch import Tensor, nn
 
 from core import checkpoint as ckpt
 from core import conditions as C
+from core import reference
 from core.conditions import NULL, Attributes, Condition
 from core.data import ConditionalDataset, Splits
-from core.judge import fingerprint, masked_cross_entropy
+from core.judge import final_loss, masked_cross_entropy
 from core.parameterization import noise
 from core.schedules import Schedule
 from core.trainer import TrainConfig, train
@@ -145,9 +147,12 @@ def fit_classifier(
     directory: Path,
     *,
     meta: Mapping[str, Any],
+    name: str,
     progress: bool = True,
 ) -> tuple[NoiseClassifier, dict[str, Any]]:
-    """Train (or resume, or load) a noise classifier in the checkpoint directory ``directory``.
+    """Train (or resume, or load) a noise classifier in the checkpoint directory ``directory``, or load the
+    reference artifact ``name`` (:mod:`core.reference`) when ``directory`` holds none and the artifact was made
+    from the same encoded data, labels, architecture and training.
 
     Args:
         build: ``() -> NoiseClassifier``, fresh weights.
@@ -163,14 +168,29 @@ def fit_classifier(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(train_config.seed)
         model = build()
-    key = fingerprint(train_set.x, *train_set.cond.values(), config=dict(meta), model=model.config(),
-                      train=asdict(train_config))
+    key = reference.fingerprint(train_set.x, *train_set.cond.values(), config=dict(meta), model=model.config(),
+                                train=reference.trained_by(train_config))
     if ckpt.exists(directory) and ckpt.read_config(directory).get("fingerprint") != key:
         print(f"classifier in {directory} was trained on other data or settings; retraining it")
         shutil.rmtree(directory)
-    result = train(model, schedule, train_set, train_config, out=directory, meta={**meta, "fingerprint": key},
-                   progress=progress, loss=classification_loss, desc="train classifier")
-    clf = result.ema.eval()
-    info = {"held_out_accuracy_by_sigma": accuracy_by_noise(clf, schedule, test_set), "train": result.stats,
-            "step": result.step, "directory": str(directory), "fingerprint": key}
+    artifact = None if ckpt.exists(directory) else reference.find(name, key)
+    if artifact is not None:
+        model.load_state_dict(ckpt.load(artifact.path, stems=("ema",)).tensors["ema"])
+        clf, stats, step, losses = model.eval(), artifact.entry.get("train", {}), train_config.steps, []
+        where, source = artifact.path, "reference"
+    else:
+        result = train(model, schedule, train_set, train_config, out=directory, meta={**meta, "fingerprint": key},
+                       progress=progress, loss=classification_loss, desc="train classifier")
+        clf, stats, step, losses, where, source = result.ema.eval(), result.stats, result.step, result.losses, \
+            directory, "trained"
+    accuracy = accuracy_by_noise(clf, schedule, test_set)
+    if source == "trained" and losses:
+        stats = {**stats, "final_loss": final_loss(losses)}
+    reference.offer(name, "noise classifier", key, where, stems=("config", "ema"),
+                    card={"seed": train_config.seed, "train_s": stats.get("wall_s"), "train": stats,
+                          "final_loss": stats.get("final_loss"),
+                          "quality": {"held-out joint accuracy by noise level": accuracy}})
+    weights = json.loads((where / ckpt.MANIFEST).read_text())["ema.safetensors"]["sha256"]
+    info = {"held_out_accuracy_by_sigma": accuracy, "train": stats, "step": step, "directory": str(where),
+            "fingerprint": key, "id": f"{name}@{weights[:12]}", "source": source}
     return clf, info

@@ -108,6 +108,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--sampler")
     p.add_argument("--steps", type=int)
     p.add_argument("--force", action="store_true", help="recompute settings already recorded in --out")
+    _scratch_arg(p)
 
     p = sub.add_parser("study", help="the cross-modality guidance study and its report")
     p.add_argument("--preset", default="quick", choices=PRESETS)
@@ -117,9 +118,24 @@ def parser() -> argparse.ArgumentParser:
                                    "registered rule)")
     p.add_argument("--out", type=Path, default=Path("results/study"))
     p.add_argument("--force", action="store_true", help="retrain models and recompute settings found in --out")
+    _scratch_arg(p)
+
+    p = sub.add_parser("reference", help="list, verify or rebuild the shipped reference models and judges")
+    p.add_argument("action", choices=("list", "verify", "build"))
+    p.add_argument("names", nargs="*", help="artifacts to rebuild (build; default: every one of --modalities)")
+    p.add_argument("--modalities", help="build: comma-separated modalities whose artifacts to rebuild")
+    p.add_argument("--preset", default="quick", choices=PRESETS)
+    p.add_argument("--no-quality", action="store_true", help="build: skip the bench sweep written to each "
+                                                             "denoiser's model card")
 
     sub.add_parser("list", help="list modalities, their datasets and presets, and the guidance rules")
     return ap
+
+
+def _scratch_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--from-scratch", action="store_true",
+                   help="train every model and judge instead of using the shipped reference ones (`crossguide "
+                        "reference list`); a --data dataset always trains its own")
 
 
 def _glue_negative_values(argv: list[str]) -> list[str]:
@@ -167,6 +183,17 @@ def _run(args: argparse.Namespace) -> int:
         return _train(args)
     if args.command == "sample":
         return _sample(args)
+    if args.command == "reference":
+        return _reference(args)
+    if getattr(args, "from_scratch", False):
+        from core import reference
+
+        with reference.disabled():
+            return _run_command(args)
+    return _run_command(args)
+
+
+def _run_command(args: argparse.Namespace) -> int:
     if args.command == "bench":
         from core.bench import bench, table
 
@@ -187,6 +214,33 @@ def _run(args: argparse.Namespace) -> int:
         print(f"report: {report}  (and {report.with_suffix('.md')})")
         return 0
     raise AssertionError(args.command)
+
+
+def _reference(args: argparse.Namespace) -> int:
+    from benchmarks import references
+
+    if args.action == "list":
+        print(references.list_table())
+        return 0
+    if args.action == "verify":
+        lines = references.verify_all()
+        print("\n".join(lines) or "no reference artifacts")
+        return 1 if any(line.startswith("FAILED") for line in lines) else 0
+    if args.modalities is not None and args.names:
+        raise UsageError("give artifact names or --modalities, not both")
+    if args.names:
+        jobs = {m: [n for n in args.names if references.owner(n) == m] for m in dict.fromkeys(map(
+            references.owner, args.names))}
+    else:
+        from benchmarks.study import MODALITIES
+
+        chosen = MODALITIES if args.modalities is None else [m.strip() for m in args.modalities.split(",")]
+        jobs = {m: None for m in chosen}
+    for modality, names in jobs.items():
+        made = references.build(modality, preset=args.preset, names=names, quality=not args.no_quality)
+        print(f"{modality}: built {', '.join(made) or 'nothing'}")
+    print(references.list_table())
+    return 0
 
 
 def _train(args: argparse.Namespace) -> int:

@@ -18,7 +18,10 @@ from core.conditions import Condition
 
 
 class Evaluator(Protocol):
-    info: dict[str, Any]  # e.g. {"accuracy": {"shape": 0.99, ...}, "features": "cnn-penultimate"}
+    # e.g. {"accuracy": {"shape": 0.99, ...}, "features": "cnn-penultimate", "id": "judge-image-shapes@3f2a...",
+    # "source": "reference"}: ``id`` names the judge (its weights' sha256 prefix); records and the report cite it,
+    # because numbers from different judges are different metrics
+    info: dict[str, Any]
 
     def features(self, data: Tensor) -> Tensor:
         """``[N, ...]`` raw samples -> ``[N, D]`` float features."""

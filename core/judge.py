@@ -3,13 +3,14 @@
 A modality supplies a *backbone* (raw examples ``[B, ...]`` -> features ``[B, D]``); :class:`Judge` adds one
 linear head per attribute. Its penultimate features feed Frechet distance, precision/recall and diversity;
 its heads judge adherence (the role the Inception network plays for FID/IS in Ho & Salimans 2021).
-Trained judges are cached on disk, keyed by a fingerprint of their data and configuration.
+Trained judges are cached on disk, keyed by a fingerprint of their data and configuration, and the quick presets'
+judges ship as reference artifacts (:mod:`core.reference`): judges are part of the metric.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from torch import Tensor, nn
 
 from core import checkpoint as ckpt
 from core import metrics as M
+from core import reference
 from core.conditions import NULL, Attributes, Condition
 from core.data import ConditionalDataset
 from core.progress import bar
@@ -58,12 +60,14 @@ def fit(
     *,
     augment: Augment | None = None,
     progress: bool = True,
-) -> dict[str, float]:
-    """Train with cross-entropy on every attribute; return held-out accuracy per attribute and jointly."""
+) -> tuple[dict[str, float], float]:
+    """Train with cross-entropy on every attribute; return held-out accuracy per attribute and jointly, and the
+    final training loss (the mean of the last 50 steps)."""
     g = torch.Generator().manual_seed(config.seed)
     opt = torch.optim.AdamW(judge.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=config.steps)
     judge.train()
+    losses: list[float] = []
     for _ in bar(range(config.steps), desc="fit judge", enabled=progress):
         idx = torch.randint(len(train), (config.batch_size,), generator=g)
         x = train.x[idx]
@@ -75,8 +79,15 @@ def fit(
         loss.backward()
         opt.step()
         sched.step()
+        losses.append(loss.item())
     judge.eval()
-    return accuracy(judge, test.x, test.cond)
+    return accuracy(judge, test.x, test.cond), final_loss(losses)
+
+
+def final_loss(losses: list[float], last: int = 50) -> float:
+    """What a model card reports as the final training loss: the mean of the last ``last`` steps."""
+    tail = losses[-last:]
+    return sum(tail) / max(1, len(tail))
 
 
 @torch.no_grad()
@@ -106,25 +117,27 @@ def accuracy(judge: Judge, x: Tensor, cond: Condition) -> dict[str, float]:
     return out
 
 
-def fingerprint(*tensors: Tensor, **config: Any) -> str:
-    """A short sha256 of tensors' bytes and a JSON-able config: the cache key of a trained judge."""
-    h = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
-    for t in tensors:
-        h.update(t.detach().contiguous().cpu().numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
-def cached(path: Path, build: Callable[[], nn.Module], train_fn: Callable[[nn.Module], dict[str, Any]]
-           ) -> tuple[nn.Module, dict[str, Any]]:
-    """Load a module's weights and info from the checkpoint directory ``path``, or build, train and save it."""
+def cached(cache: Path, name: str, key: str, build: Callable[[], nn.Module],
+           train_fn: Callable[[nn.Module], dict[str, Any]], *, kind: str) -> tuple[nn.Module, dict[str, Any]]:
+    """A trained module: the reference artifact ``name`` when it was made from what ``key`` fingerprints
+    (:mod:`core.reference`), else the local cache ``cache/name-key``, else built, trained by ``train_fn``
+    (which returns its info, with ``final_loss``) and saved there. The info gains the module's ``id``
+    (``name@`` the weights' sha256 prefix: the same weights give the same id anywhere) and its ``source``."""
     module = build()
-    if ckpt.exists(path):
-        saved = ckpt.load(path)
-        module.load_state_dict(saved.tensors["weights"])
-        return module.eval(), saved.json["info"]
-    info = train_fn(module)
-    ckpt.save(path, {"weights": module.state_dict()}, {"info": info})
-    return module.eval(), info
+    artifact = reference.find(name, key)
+    path = artifact.path if artifact is not None else Path(cache) / f"{name}-{key}"
+    if artifact is None and not ckpt.exists(path):
+        info = train_fn(module)
+        ckpt.save(path, {"weights": module.state_dict()}, {"info": info, "config": {"fingerprint": key}})
+    saved = ckpt.load(path)
+    module.load_state_dict(saved.tensors["weights"])
+    info = saved.json["info"]
+    reference.offer(name, kind, key, path, stems=("weights", "info", "config"),
+                    card={"seed": info.get("fit", {}).get("seed"), "train_s": info.get("train_s"),
+                          "final_loss": info.get("final_loss"), "quality": info.get("quality")})
+    weights = json.loads((path / ckpt.MANIFEST).read_text())["weights.safetensors"]["sha256"]
+    source = "reference" if artifact is not None else "trained"
+    return module.eval(), {**info, "id": f"{name}@{weights[:12]}", "source": source}
 
 
 class JudgeEvaluator:
@@ -157,13 +170,15 @@ def train_judge(
     progress: bool = True,
 ) -> tuple[Judge, dict[str, Any]]:
     """Train (or load from ``cache``) a judge of ``train``; its info records the held-out accuracy on ``test``."""
-    key = fingerprint(train.x, *train.cond.values(), test.x,
-                      config=asdict(config), name=name, **dict(extra_key or {}))
+    key = reference.fingerprint(train.x, *train.cond.values(), test.x,
+                                config=asdict(config), name=name, **dict(extra_key or {}))
 
     def run(judge: nn.Module) -> dict[str, Any]:
-        acc = fit(judge, train, test, config, augment=augment, progress=progress)
+        start = time.perf_counter()
+        acc, loss = fit(judge, train, test, config, augment=augment, progress=progress)
         return {"name": name, "held_out_accuracy": acc, "fit": asdict(config), "n_train": len(train),
-                "n_test": len(test)}
+                "n_test": len(test), "train_s": time.perf_counter() - start, "final_loss": loss,
+                "quality": {"held-out accuracy": acc}}
 
-    judge, info = cached(Path(cache) / "judges" / f"{name}-{key}", build, run)
+    judge, info = cached(Path(cache) / "judges", f"judge-{name}", key, build, run, kind="judge")
     return judge, info  # type: ignore[return-value]

@@ -21,13 +21,14 @@ from torch import Tensor
 from core import checkpoint as ckpt
 from core import conditions as C
 from core import metrics as M
-from core import records, samplers
+from core import records, reference, samplers
 from core.classifier import NoiseClassifier, fit_classifier
 from core.data import Splits
 from core.denoiser import Denoiser
 from core.errors import UsageError
 from core.evaluation import Evaluator, evaluate, reference_diversity
 from core.guidance import Guidance
+from core.judge import final_loss
 from core.registry import Modality, Preset
 from core.registry import get as get_modality
 from core.sampling import generate
@@ -58,7 +59,9 @@ class Context:
     model_id: str
     train_config: dict[str, Any]  # the TrainConfig the model was trained with (p_uncond, steps, ...)
     train_stats: dict[str, Any] = field(default_factory=dict)
-    model_dir: Path | None = None  # the model's checkpoint directory
+    model_dir: Path | None = None  # the checkpoint directory the weights come from (trained, given or a reference)
+    work_dir: Path | None = None  # where models derived from it are trained (the classifier: beside it)
+    model_source: str = "trained"  # "trained", "checkpoint" (given) or "reference" (core.reference)
     helper_models: dict[str, Any] = field(default_factory=dict)  # built on first use: name -> module
     helper_info: dict[str, Any] = field(default_factory=dict)  # name -> what records say about it
 
@@ -73,7 +76,7 @@ class Context:
         if missing:
             built = helper_models(missing, modality=self.modality, dataset=self.dataset, preset_name=self.preset_name,
                                   splits=lambda: self.splits, model=self.model, schedule=self.schedule,
-                                  model_dir=self.model_dir, progress=progress)
+                                  model_dir=self.model_dir, work_dir=self.work_dir, progress=progress)
             for name, (module, info) in built.items():
                 self.helper_models[name], self.helper_info[name] = module, info
         return {n: self.helper_models[n] for n in names}
@@ -139,13 +142,15 @@ def helper_models(
     model: Denoiser,
     schedule: Schedule,
     model_dir: Path | None,
+    work_dir: Path | None = None,
     progress: bool = True,
 ) -> dict[str, tuple[Any, dict[str, Any]]]:
     """The extra models a guidance rule needs, by name, each with what records say about it:
 
     * ``weak``: autoguidance's weaker model, the early EMA weights kept in the model's checkpoint;
     * ``classifier``: classifier guidance's noise classifier, trained on the model's dataset (``splits``, loaded
-      only if needed) into ``<model_dir>.classifier`` beside the checkpoint, or loaded from there.
+      only if needed) into ``<work_dir>.classifier`` (default ``work_dir = model_dir``), or loaded from there or
+      from its reference artifact.
     """
     out: dict[str, tuple[Any, dict[str, Any]]] = {}
     if not names:
@@ -171,9 +176,10 @@ def helper_models(
 
         meta = {"kind": "noise-classifier", "modality": modality.name, "dataset": dataset, "preset": preset_name,
                 "data_info": info}
+        where = work_dir or model_dir
         clf, clf_info = fit_classifier(build, schedule, data, model.encode, spec.classifier_train,
-                                       model_dir.with_name(model_dir.name + ".classifier"), meta=meta,
-                                       progress=progress)
+                                       where.with_name(where.name + ".classifier"), meta=meta,
+                                       name=f"classifier-{modality.name}-{dataset}-{preset_name}", progress=progress)
         out["classifier"] = clf.to(device), clf_info
     return out
 
@@ -203,6 +209,7 @@ def prepare(
     dataset = dataset or modality.default_dataset
     spec = modality.preset(preset)
     splits = modality.load_dataset(dataset, preset, data, seed)
+    work_dir, source = model_dir, "trained"
     if checkpoint is not None:
         model, schedule, config = load_model(checkpoint)
         if model.attributes != splits.train.attributes:
@@ -210,21 +217,47 @@ def prepare(
                 f"checkpoint attributes {model.attributes} do not match dataset {dataset!r}: {splits.train.attributes}"
             )
         model_id, stats, train_config, model_dir = str(checkpoint), {}, config["train"], checkpoint
+        source = "checkpoint"
     else:
-        tc = replace(spec.train, **dict(train_overrides or {}))
+        overrides = dict(train_overrides or {})
+        tc = replace(spec.train, **overrides)
         model = modality.init_model(spec, splits.train, tc.seed)
         schedule = modality.schedule(spec)
         meta = {"modality": modality.name, "dataset": dataset, "preset": preset, "data_info": splits.train.info}
-        result = train(model, schedule, splits.train, tc, out=model_dir, meta=meta, progress=progress)
-        model, stats, train_config = result.ema, result.stats, asdict(tc)
-        model_id = f"{model_dir.parent.name}/{model_dir.name}@{result.step}"
+        name = denoiser_name(modality.name, dataset, preset, overrides)
+        key = reference.fingerprint(splits.train.x, *splits.train.cond.values(), meta=meta, model=model.config(),
+                                    schedule=[schedule.name, schedule.T], train=reference.trained_by(tc))
+        artifact = None if ckpt.exists(model_dir) else reference.find(name, key)
+        if artifact is not None:
+            model, schedule, config = load_model(artifact.path)
+            model_id, stats, train_config = artifact.id, artifact.entry.get("train", {}), config["train"]
+            model_dir, source = artifact.path, "reference"
+        else:
+            result = train(model, schedule, splits.train, tc, out=model_dir, meta=meta, progress=progress,
+                           desc=f"train {modality.name}" + "".join(f" {k}={v}" for k, v in overrides.items()))
+            model, stats, train_config = result.ema, result.stats, asdict(tc)
+            model_id = f"{model_dir.parent.name}/{model_dir.name}@{result.step}"
+            if result.losses:
+                stats = {**stats, "final_loss": final_loss(result.losses)}
+            # ablation models (trained with overrides) are never autoguidance's base: no weak copy
+            stems = ("config", "ema") if overrides else ("config", "ema", "weak")
+            reference.offer(name, "denoiser", key, model_dir, stems=stems,
+                            card={"seed": tc.seed, "train_s": stats.get("wall_s"), "train": stats,
+                                  "final_loss": stats.get("final_loss")})
     evaluator = modality.evaluator(splits, preset, cache_dir())
     with torch.no_grad():
-        reference = evaluator.features(splits.test.x).float()
+        real = evaluator.features(splits.test.x).float()
     return Context(
-        modality, dataset, preset, spec, splits, model, schedule, evaluator, reference,
+        modality, dataset, preset, spec, splits, model, schedule, evaluator, real,
         reference_diversity(evaluator, splits.test.x, splits.test.cond), model_id, train_config, stats, model_dir,
+        work_dir, source,
     )
+
+
+def denoiser_name(modality: str, dataset: str, preset: str, train_overrides: Mapping[str, Any] | None = None) -> str:
+    """The reference-artifact name (:mod:`core.reference`) of the denoiser :func:`prepare` trains."""
+    changed = "".join(f"-{k}{v}" for k, v in sorted((train_overrides or {}).items()))
+    return f"denoiser-{modality}-{dataset}-{preset}{changed}"
 
 
 def requests(attributes: Mapping[str, Sequence[str]], per_condition: int,
@@ -269,6 +302,9 @@ def run_setting(ctx: Context, setting: Setting, seed: int, out: Path, *, progres
         "sampler": setting.sampler, "steps": setting.steps, "nfe": gen.nfe, "seed": seed, "n": len(choices),
         "metrics": metrics, "wall_s": gen.wall_s, "samples_per_s": len(choices) / gen.wall_s,
         "section": setting.section, "setting": sid, "picture": f"samples/{sid}.png",
+        "judge": ctx.evaluator.info.get("id", "unknown"),
+        "sources": {"model": ctx.model_source, "judge": ctx.evaluator.info.get("source", "trained"),
+                    **{name: ctx.helper_info[name].get("source", "trained") for name in helpers}},
         "extra": {
             "eval_s": eval_s, "p_uncond": ctx.train_config.get("p_uncond"), "confusion": confusion,
             "evaluator": ctx.evaluator.info, "reference_diversity": ctx.reference_diversity, "train": ctx.train_stats,

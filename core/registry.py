@@ -9,6 +9,7 @@ Installed packages add modalities through the entry-point group ``crossguide.mod
 from __future__ import annotations
 
 import abc
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,6 +113,13 @@ class Modality(abc.ABC):
     def describe(self, samples: Tensor, info: Mapping[str, Any]) -> list[dict[str, Any]]:
         """Extra per-sample manifest fields (e.g. the generated sentence); none by default."""
         return [{} for _ in range(len(samples))]
+
+    @property
+    def references(self) -> Path | None:
+        """The folder of reference artifacts (:mod:`core.reference`) shipped in the package that defines this
+        modality: ``reference/`` beside its module (it may not exist)."""
+        file = getattr(sys.modules.get(type(self).__module__), "__file__", None)
+        return None if file is None else Path(file).parent / "reference"
 
 
 _MODALITIES: dict[str, Modality] = {}

@@ -75,7 +75,7 @@ def test_judge_learns_from_and_skips_unlabelled_examples() -> None:
     train = ConditionalDataset("toy", x[:400], {"sign": label[:400]}, attrs)
     test = ConditionalDataset("toy", x[400:], {"sign": label[400:]}, attrs)
     judge = Judge(nn.Linear(4, 8), 8, attrs)
-    acc = fit(judge, train, test, FitConfig(steps=200, batch_size=64, lr=1e-2), progress=False)
+    acc, _ = fit(judge, train, test, FitConfig(steps=200, batch_size=64, lr=1e-2), progress=False)
     assert acc["sign"] > 0.95 and acc["joint"] == acc["sign"]  # finite: NULL rows neither crash nor count
     _, pred = predict(judge, test.x)
     keep = test.cond["sign"] != NULL

@@ -131,7 +131,9 @@ def build_evaluator(splits: Splits, preset: str, cache: Path, *, progress: bool 
     control = "judge classifier (sentence CNN)" if lexicon is None else "exact keyword lexicon"
     real = M.adherence(test.cond, evaluator.classify(test.x))  # what the control judge gives real sentences
     evaluator.info = {"features": "sentence CNN judge, penultimate layer (64-d)", "control": control,
-                      "judge": judge_info, "language_model": lm_info, "real_test_control": real}
+                      "judge": judge_info, "language_model": lm_info, "real_test_control": real,
+                      "id": f"{judge_info['id']}+{lm_info['id']}",
+                      "source": "reference" if judge_info["source"] == lm_info["source"] == "reference" else "trained"}
     if lexicon is not None:
         sentences = T.tokens(tok, test.x)
         evaluator.info["real_test_well_formed"] = sum(map(lexicon.grammar.accepts, sentences)) / len(sentences)

@@ -9,6 +9,7 @@ of their data and configuration.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,8 @@ import torch
 from torch import Tensor, nn
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from core.judge import cached, fingerprint
+from core import reference
+from core.judge import cached, final_loss
 from core.progress import bar
 from modalities.text.tokenizer import compact
 
@@ -60,13 +62,14 @@ def _nll(model: GPT2LMHeadModel, inputs: Tensor, labels: Tensor, reduction: str)
                                        reduction=reduction)
 
 
-def fit(model: GPT2LMHeadModel, ids: Tensor, pad_id: int, config: LMConfig, *, progress: bool = True) -> None:
-    """Next-token cross-entropy with AdamW and a one-cycle learning rate."""
+def fit(model: GPT2LMHeadModel, ids: Tensor, pad_id: int, config: LMConfig, *, progress: bool = True) -> float:
+    """Next-token cross-entropy with AdamW and a one-cycle learning rate; returns the final training loss."""
     inputs, labels = sequences(ids, pad_id)
     g = torch.Generator().manual_seed(config.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=config.steps)
     model.train()
+    losses: list[float] = []
     for _ in bar(range(config.steps), desc="fit language model", enabled=progress):
         idx = torch.randint(len(inputs), (config.batch_size,), generator=g)
         loss = _nll(model, inputs[idx], labels[idx], "mean")
@@ -74,7 +77,9 @@ def fit(model: GPT2LMHeadModel, ids: Tensor, pad_id: int, config: LMConfig, *, p
         loss.backward()
         opt.step()
         sched.step()
+        losses.append(loss.item())
     model.eval()
+    return final_loss(losses)
 
 
 @torch.no_grad()
@@ -92,13 +97,16 @@ def train_lm(cache: Path, name: str, train: Tensor, test: Tensor, vocab_size: in
              *, progress: bool = True) -> tuple[GPT2LMHeadModel, dict[str, Any]]:
     """Train (or load from ``cache``) the language model of ``train`` ids; its info records test perplexity."""
     length = train.shape[1]
-    key = fingerprint(train, test, config=asdict(config), name=name, vocab_size=vocab_size)
+    key = reference.fingerprint(train, test, config=asdict(config), name=name, vocab_size=vocab_size)
 
     def run(model: nn.Module) -> dict[str, Any]:
-        fit(model, train, pad_id, config, progress=progress)
-        return {"name": name, "fit": asdict(config), "test_perplexity": perplexity(model, test, pad_id),
-                "n_train": len(train)}
+        start = time.perf_counter()
+        loss = fit(model, train, pad_id, config, progress=progress)
+        ppl = perplexity(model, test, pad_id)
+        return {"name": name, "fit": asdict(config), "test_perplexity": ppl, "n_train": len(train),
+                "train_s": time.perf_counter() - start, "final_loss": loss,
+                "quality": {"held-out perplexity": {"test_perplexity": ppl}}}
 
-    model, info = cached(Path(cache) / "language_models" / f"{name}-{key}",
-                         lambda: build(vocab_size, length, config, pad_id), run)
+    model, info = cached(Path(cache) / "language_models", f"lm-{name}", key,
+                         lambda: build(vocab_size, length, config, pad_id), run, kind="language model")
     return model, info  # type: ignore[return-value]

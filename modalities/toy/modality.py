@@ -45,7 +45,9 @@ class MixtureJudge:
 
     def __init__(self, mixture: Mixture):
         self.mixture = mixture
-        self.info = {"features": "raw 2-D coordinates", "judge": "exact mixture posterior"}
+        # nothing is trained: the judge is the mixture itself, the same everywhere
+        self.info = {"features": "raw 2-D coordinates", "judge": "exact mixture posterior",
+                     "id": "exact-mixture-posterior", "source": "exact"}
 
     def features(self, data: Tensor) -> Tensor:
         return data.float()
