@@ -22,7 +22,7 @@ def _fit(directory: Path, steps: int):
     def build() -> NoiseClassifier:
         return NoiseClassifier(NoisyMLP(hidden=32, depth=1), 32, splits.train.attributes, (2,), {"hidden": 32})
 
-    return fit_classifier(build, SCHEDULE, splits, lambda x: x, config, directory, meta={"test": 1},
+    return fit_classifier(build, SCHEDULE, splits, lambda x: x, config, directory, meta={"test": 1}, name="test",
                           progress=False), splits
 
 
