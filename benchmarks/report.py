@@ -118,6 +118,13 @@ class Runs:
     def stat(self, group: Sequence[Record], metric: str) -> tuple[float, float]:
         return mean_ci([value(r, metric) for r in group])
 
+    def provenance(self) -> tuple[list[str], list[str]]:
+        """The judge ids and the model/judge sources (``model: reference``, ...) its records name."""
+        recs = [r for group in self.by_setting.values() for r in group]
+        judges = sorted({r.get("judge", "not recorded") for r in recs})
+        sources = sorted({f"{k}: {v}" for r in recs for k, v in r.get("sources", {}).items()})
+        return judges, sources
+
 
 def matched_fd(points: Sequence[tuple[float, float]], target: float) -> float:
     """FD where a curve of (adherence, FD) points, in weight order, first reaches ``target`` adherence, linear
@@ -251,14 +258,26 @@ class Report:
                       f"{len(s['runs'])} run(s). Numbers are means over seeds with 95% confidence intervals; w is "
                       "the paper's weight: w = 0 is the conditional model, w = -1 the unconditional one.")
         self.add("table", rows=[["package", "version"], *[[k, str(v)] for k, v in s["versions"].items()]])
-        rows = [["modality", "dataset", "model", "attributes", "judge held-out accuracy", "sampler", "train time"]]
+        rows = [["modality", "dataset", "model", "attributes", "judge", "judge held-out accuracy",
+                 "models and judges", "sampler", "train time"]]
+        mixed = []
         for m, e in self.mods.items():
             acc = _judge_accuracy(e.get("evaluator", {}))
+            judges, sources = self.runs[m].provenance()
+            if len(judges) > 1:
+                mixed.append(f"{m} ({', '.join(judges)})")
             rows.append([m, e.get("dataset", "-"), e.get("model", "-"),
-                         "; ".join(f"{a} ({len(v)})" for a, v in e.get("attributes", {}).items()), acc,
-                         f"{e.get('sampler')} {e.get('steps')} steps",
+                         "; ".join(f"{a} ({len(v)})" for a, v in e.get("attributes", {}).items()),
+                         ", ".join(judges), acc, "; ".join(sources), f"{e.get('sampler')} {e.get('steps')} steps",
                          f"{e.get('train_stats', {}).get('wall_s', float('nan')) / 60:.1f} min"])
         self.add("table", rows=rows)
+        self.add("p", "Judges are part of the metric: adherence, FD, precision and recall are read by each modality's "
+                      "judge, named above by its weights' sha256 prefix. Numbers are comparable across runs and "
+                      "machines only under the same judge id; the reference judges (`crossguide reference list`) "
+                      "make them so.")
+        if mixed:
+            self.add("p", "Warning: records of one modality were judged by different judges, and its plots put "
+                          f"their numbers on one axis: {'; '.join(mixed)}. Rerun with --force for one judge.")
 
     def summary(self) -> None:
         self.add("h2", "Summary")
@@ -647,7 +666,24 @@ class Report:
         self.mixing_section()
         self.p_uncond_section()
         self.rules_section()
+        self.time_section()
         return self.blocks
+
+    def time_section(self) -> None:
+        """Where the study's time went: loading (or training) models and judges, then sampling and evaluating
+        each section's settings (all runs into this folder, from the records' own timings)."""
+        self.add("h2", "Time")
+        sections = ["sweep", "steps", "negative", "mixing", "p_uncond", "rules"]
+        rows = [["modality", "prepare (latest run)", *sections, "settings", "sampling + evaluation"]]
+        for m, e in self.mods.items():
+            dirs = dict.fromkeys([m, *(p["dir"] for p in e.get("p_uncond", {}).values())])  # the main run once
+            recs = [r for d in dirs for r in records.read(self.out / d / "records.jsonl")]
+            cost = defaultdict(float)
+            for r in recs:
+                cost[r.get("section", "sweep")] += r["wall_s"] + r.get("extra", {}).get("eval_s", 0.0)
+            rows.append([m, f"{e.get('prepare_s', float('nan')):.0f} s", *[f"{cost[x]:.0f} s" for x in sections],
+                         str(len(recs)), f"{sum(cost.values()) / 60:.1f} min"])
+        self.add("table", rows=rows)
 
 
 def write_report(out: Path) -> Path:

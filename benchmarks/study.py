@@ -234,9 +234,11 @@ def run_study(
             for p, run_dir in model_runs(m.name, spec):
                 if force:
                     shutil.rmtree(run_dir / "model", ignore_errors=True)
-                pbar.set_description(f"{m.name}: train" + ("" if p is None else f" p_uncond={p:g}"))
+                pbar.set_description(f"{m.name}: prepare" + ("" if p is None else f" p_uncond={p:g}"))
+                began = time.perf_counter()
                 ctx = prepare(m.name, preset=preset, model_dir=run_dir / "model", seed=0, progress=progress,
                               train_overrides=None if p is None else {"p_uncond": p})
+                entry["prepare_s"] = entry.get("prepare_s", 0.0) + time.perf_counter() - began
                 sections = sections_of(m.name, spec, list(ctx.attributes), p is None)
                 if p is None:
                     entry.update(dataset=ctx.dataset, model=ctx.model_id, attributes=ctx.attributes,
