@@ -1,6 +1,6 @@
 """The cross-modality guidance study: one command, every modality, one report.
 
-``crossguide study [--preset smoke|quick|full] [--modalities toy,image,audio,text] [--seeds 3] [--out DIR]``
+``crossguide study [--preset smoke|quick|full] [--modalities toy,image,audio,text] [--seeds N] [--out DIR]``
 (also ``python -m benchmarks.study``). For each modality, on its default dataset, it trains (or reuses) a model
 and runs five sections through the same core code path (:func:`core.pipeline.run_settings`):
 
@@ -89,21 +89,29 @@ class Plan:
     per_condition_scale: float  # samples per condition, as a fraction of the preset's bench setting
     rule_ws: tuple[float, ...] = (1.0, 3.0)  # weights of each rule in the rules section (w = 0 is CFG's)
     rules: tuple[RuleRun, ...] = field(default=RULES)
+    seeds: int = 3  # sampling seeds per setting unless --seeds says otherwise
+    max_steps: int | None = None  # sample with at most this many steps (None: each preset's own)
+
+    def steps(self, spec: Preset) -> int:
+        """The study's step count for a preset: its own, capped at :attr:`max_steps`."""
+        return spec.steps if self.max_steps is None else min(spec.steps, self.max_steps)
 
 
 PLANS = {
     "smoke": Plan(sweep_ws=(-1.0, 0.0, 2.0), step_scales=(0.5, 1.0), step_ws=(2.0,), step_samplers=("ddim", "dpmpp2m"),
                   negative_ws=(-3.0,), mix_ws=(0.0, 2.0), p_unconds=(0.1, 0.5), p_uncond_modalities=("toy",),
-                  p_uncond_ws=(0.0, 2.0), per_condition_scale=0.25, rule_ws=(2.0,),
+                  p_uncond_ws=(0.0, 2.0), per_condition_scale=0.25, rule_ws=(2.0,), seeds=1,
                   rules=tuple(RuleRun(r.rule, r.options, r.interval, r.schedule,
                                       None if r.ws is None else r.ws[-1:]) for r in RULES)),
-    # sized for a 2-core CPU: 3 seeds x a quarter of the bench's samples, each preset's own step count and two
-    # smaller ones (audio's 6-step schedule gives 2, 3, 6; the image's 20 gives 5, 10, 20), a 2x2 mixing grid;
-    # the ablation adds 0.1 and 0.5 to the main models' rate (toy 0.1, image 0.15)
-    "quick": Plan(sweep_ws=(-1.0, *PAPER_GRID), step_scales=(0.25, 0.5, 1.0), step_ws=(0.0, 3.0),
-                  step_samplers=("ddim", "dpmpp2m"), negative_ws=(-1.5, -2.0, -3.0, -5.0), mix_ws=(0.0, 2.0),
+    # sized to finish in 15 minutes on a 2-core CPU with the reference models (README, "Measured"): 2 seeds x a
+    # quarter of the bench's samples; the paper's grid; each preset's own step count capped at 100 (text's DDPM
+    # 200 runs at 100: text sampling is most of the study's time) and half of it, at w = 3, for two samplers; two
+    # negative weights; a 2x2 mixing grid; every rule at w = 2 (CFG++ at lambda 0.4 and 0.8, classifier guidance
+    # at five scales); the ablation adds 0.1 and 0.5 to the main models' rate (toy 0.1, image 0.15)
+    "quick": Plan(sweep_ws=(-1.0, *PAPER_GRID), step_scales=(0.5, 1.0), step_ws=(3.0,),
+                  step_samplers=("ddim", "dpmpp2m"), negative_ws=(-2.0, -5.0), mix_ws=(0.0, 2.0),
                   p_unconds=(0.1, 0.5), p_uncond_modalities=("toy", "image"), p_uncond_ws=(0.0, 1.0, 3.0),
-                  per_condition_scale=0.25),
+                  per_condition_scale=0.25, rule_ws=(2.0,), seeds=2, max_steps=100),
     "full": Plan(sweep_ws=(-1.0, *PAPER_GRID), step_scales=(0.2, 0.5, 1.0, 2.0, 5.0), step_ws=(0.0, 3.0),
                  step_samplers=("ddim", "dpmpp2m"), negative_ws=(-1.5, -2.0, -3.0, -5.0),
                  mix_ws=(0.0, 0.5, 1.0, 2.0, 3.0), p_unconds=(0.1, 0.2, 0.5), p_uncond_modalities=None,
@@ -130,8 +138,8 @@ def section_settings(plan: Plan, spec: Preset, attributes: Sequence[str],
     """The settings of every section but ``p_uncond`` for one model (it reuses the sweep shape on other models);
     ``rule_names`` limits the rules section (default: every registered rule)."""
     per = max(1, round(spec.per_condition * plan.per_condition_scale))
-    main = {"sampler": spec.sampler, "steps": spec.steps, "per_condition": per}
-    counts = sorted({max(1, min(spec.T, round(f * spec.steps))) for f in plan.step_scales})
+    main = {"sampler": spec.sampler, "steps": plan.steps(spec), "per_condition": per}
+    counts = sorted({max(1, min(spec.T, round(f * plan.steps(spec)))) for f in plan.step_scales})
     out = {
         "sweep": [Setting(Guidance.cfg(w), section="sweep", **main) for w in plan.sweep_ws],
         "steps": [Setting(Guidance.cfg(w), s, n, section="steps", per_condition=per)
@@ -166,7 +174,7 @@ def study_models(plan: Plan, name: str, spec: Preset, out: Path) -> list[tuple[f
 
 def ablation_settings(plan: Plan, spec: Preset) -> list[Setting]:
     per = max(1, round(spec.per_condition * plan.per_condition_scale))
-    return [Setting(Guidance.cfg(w), spec.sampler, spec.steps, section="p_uncond", per_condition=per)
+    return [Setting(Guidance.cfg(w), spec.sampler, plan.steps(spec), section="p_uncond", per_condition=per)
             for w in plan.p_uncond_ws]
 
 
@@ -191,7 +199,7 @@ def run_study(
     *,
     preset: str = "quick",
     modalities: Sequence[str] = MODALITIES,
-    seeds: int = 3,
+    seeds: int | None = None,
     rule_names: Sequence[str] | None = None,
     force: bool = False,
     progress: bool = True,
@@ -200,6 +208,7 @@ def run_study(
     ``rule_names`` limits the rules section (default: every registered rule)."""
     if preset not in PLANS:
         raise UsageError(f"unknown preset {preset!r}; valid: {', '.join(PRESETS)}")
+    seeds = PLANS[preset].seeds if seeds is None else seeds
     if seeds < 1:
         raise UsageError(f"--seeds must be >= 1, got {seeds}")
     mods = [get_modality(m) for m in modalities]  # unknown names fail before any work
@@ -230,7 +239,8 @@ def run_study(
     try:
         for m in mods:
             spec = m.preset(preset)
-            entry: dict[str, Any] = {"sections": {}, "p_uncond": {}, "sampler": spec.sampler, "steps": spec.steps}
+            entry: dict[str, Any] = {"sections": {}, "p_uncond": {}, "sampler": spec.sampler,
+                                     "steps": plan.steps(spec)}
             for p, run_dir in model_runs(m.name, spec):
                 if force:
                     shutil.rmtree(run_dir / "model", ignore_errors=True)
