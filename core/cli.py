@@ -1,29 +1,97 @@
 """The ``crossguide`` command line: a thin layer over :mod:`core.pipeline`, :mod:`core.bench` and the study.
 
-User mistakes (unknown names, bad values, bad files) print one ``error:`` line and exit with status 2.
+Every mistake a user can make is caught at this boundary: an unknown name, a number out of its range
+(:data:`RANGES`), contradictory options, a bad or unreadable file, an output path that cannot be written. Each
+prints one ``error:`` line and exits with status 2, found before any work where it can be, with nothing of the
+user's moved or overwritten. ``--debug``, anywhere on the command line, shows the traceback instead. Any other
+exception is a bug: one ``error: internal error ...`` line and status 1.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import re
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any, NoReturn
 
 from core import conditions as C
-from core.errors import UsageError
+from core.denoiser import Denoiser
+from core.errors import UsageError, check_choice, check_range, describe_os_error
 from core.guidance import Guidance, Term
 from core.registry import PRESETS
+from core.schedules import Schedule
+
+# Sanity bounds on numbers, far beyond any preset or paper, that stop a typo from allocating terabytes, running
+# for years or overflowing: checked right after parsing, before any work.
+MAX_W = 1000.0  # |w| (the paper's grid stops at 4); far beyond it a guided prediction is rounding noise
+MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed's non-negative range
+RANGES: dict[str, tuple[str, float, float, bool]] = {  # argparse dest -> (option, lo, hi, lo excluded)
+    "n": ("--n", 1, 100_000, False),  # samples in one `sample` call
+    "seed": ("--seed", 0, MAX_SEED, False),
+    "seeds": ("--seeds", 1, 100, False),  # sampling seeds per study setting
+    "steps": ("--steps", 1, 10_000, False),  # sampler steps (the schedule's T bounds them further)
+    "train_steps": ("--steps", 1, 10_000_000, False),  # training steps
+    "batch_size": ("--batch-size", 1, 65_536, False),
+    "lr": ("--lr", 0.0, 1.0, True),
+    "p_uncond": ("--p-uncond", 0.0, 1.0, False),
+    "p_attr": ("--p-attr", 0.0, 1.0, False),
+    "w": ("--w", -MAX_W, MAX_W, False),
+}
+# config.json fields that the CLI and pipeline read from a checkpoint, with their JSON types
+CONFIG_FIELDS: dict[str, type] = {"modality": str, "attributes": dict, "model": dict, "schedule": dict, "train": dict,
+                                  "dataset": str, "preset": str, "data_info": dict}
+REQUIRED_CONFIG = ("modality", "attributes", "model", "schedule", "train")
+JSON_TYPES = {str: "string", dict: "object"}
+MAX_SCHEDULE_T = 100_000  # training steps of a checkpoint's noise schedule (1000 in every preset)
+DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose mistakes (unknown option, missing argument, bad number) raise :class:`UsageError`, so
+    :func:`main` prints them as one line like every other mistake instead of usage text."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}")
 
 
 def _floats(text: str) -> list[float]:
+    """``"-1,0,2.5"`` -> ``[-1.0, 0.0, 2.5]``: at least one finite number, no empty items."""
+    items = [v.strip() for v in text.split(",")]
     try:
-        return [float(v) for v in text.split(",") if v.strip()]
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from e
+        values = [float(v) for v in items]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    if not all(math.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError(f"expected finite numbers, got {text!r}")
+    return values
+
+
+def _path(text: str) -> Path:
+    """A path option; an empty one (usually an unset shell variable) would mean the current directory."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty path")
+    return Path(text)
+
+
+def _device(text: str) -> str:
+    """``--device``: auto, cpu, cuda or cuda:N, where that device exists on this machine."""
+    if not DEVICE.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"unknown device {text!r}; valid: auto, cpu, cuda, cuda:N")
+    if text.startswith("cuda"):
+        import torch
+
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if int(text.partition(":")[2] or 0) >= count:
+            here = ", ".join(["auto", "cpu", *(f"cuda:{i}" for i in range(count))])
+            raise argparse.ArgumentTypeError(f"{text!r} is not available on this machine ({count} CUDA devices); "
+                                             f"valid here: {here}")
+    return text
 
 
 def _guidance_args(p: argparse.ArgumentParser) -> None:
@@ -38,12 +106,7 @@ def _guidance_args(p: argparse.ArgumentParser) -> None:
 
 def _guidance(args: argparse.Namespace) -> Guidance:
     """The guidance spec of ``--rule``, ``--rule-args``, ``--interval`` and ``--schedule`` (at w = 0)."""
-    options = {}
-    for part in filter(None, (p.strip() for p in args.rule_args.split(","))):
-        name, sep, value = part.partition("=")
-        if not sep or not name.strip():
-            raise UsageError(f"--rule-args part {part!r} is not of the form name=value")
-        options[name.strip()] = value.strip()
+    options = C.pairs(args.rule_args, "--rule-args", "name")
     interval = None
     if args.interval is not None:
         if len(args.interval) != 2:
@@ -52,75 +115,89 @@ def _guidance(args: argparse.Namespace) -> Guidance:
     kind, _, bounds = args.schedule.partition(":")
     extra = {}
     if bounds:
-        lo_hi = _floats(bounds)
+        try:
+            lo_hi = _floats(bounds)
+        except argparse.ArgumentTypeError as e:  # parsed here, not by argparse, which would add the option name
+            raise UsageError(f"--schedule bounds: {e}") from None
         if len(lo_hi) != 2:
             raise UsageError(f"--schedule bounds must be SIGMA_MIN,SIGMA_MAX, got {bounds!r}")
         extra["schedule_range"] = (lo_hi[0], lo_hi[1])
-    return Guidance(rule=args.rule, options=tuple(options.items()), interval=interval,
+    return Guidance(rule=args.rule, options=tuple(options), interval=interval,
                     schedule=kind.strip(), **extra)
 
 
 def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("modality", help="a registered modality (see `crossguide list`)")
     p.add_argument("--dataset", help="dataset name (default: the modality's default)")
-    p.add_argument("--data", type=Path, help="path for folder/file datasets")
+    p.add_argument("--data", type=_path, help="path for folder/file datasets")
     p.add_argument("--preset", default="quick", choices=PRESETS)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help=f"0 to {MAX_SEED}")
 
 
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="crossguide", description="classifier-free guidance across data types")
+    debug = _Parser(add_help=False)  # --debug after the subcommand too; SUPPRESS keeps a value given before it
+    debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show the traceback of an error instead of one line")
+    ap = _Parser(prog="crossguide", description="classifier-free guidance across data types", parents=[debug])
+    ap.set_defaults(debug=False)
     sub = ap.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("train", help="train a denoiser into a checkpoint directory (resumes if it exists)")
-    _data_args(p)
-    p.add_argument("--out", type=Path, required=True, help="checkpoint directory")
-    p.add_argument("--steps", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--p-uncond", type=float)
-    p.add_argument("--p-attr", type=float)
-    p.add_argument("--bf16", choices=("auto", "on", "off"))
-    p.add_argument("--device")
+    def command(name: str, text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=text, parents=[debug])
 
-    p = sub.add_parser("sample", help="sample a checkpoint with guidance")
-    p.add_argument("--checkpoint", type=Path, required=True)
+    p = command("train", "train a denoiser into a checkpoint directory (resumes if it exists)")
+    _data_args(p)
+    p.add_argument("--out", type=_path, required=True,
+                   help="checkpoint directory: new, empty, or a checkpoint to resume")
+    p.add_argument("--steps", type=int, dest="train_steps")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float, help="peak learning rate, in (0, 1]")
+    p.add_argument("--p-uncond", type=float, help="probability of dropping the whole condition, in [0, 1]")
+    p.add_argument("--p-attr", type=float, help="probability of dropping each attribute, in [0, 1]")
+    p.add_argument("--bf16", choices=("auto", "on", "off"))
+    p.add_argument("--device", type=_device, help="auto, cpu, cuda or cuda:N")
+
+    p = command("sample", "sample a checkpoint with guidance")
+    p.add_argument("--checkpoint", type=_path, required=True)
     p.add_argument("--cond", default="", help="requested condition, e.g. shape=circle,color=red")
-    p.add_argument("--w", type=float, default=0.0, help="guidance weight (paper's w; w=0 conditional)")
-    p.add_argument("--compose", default="", help="per-attribute weights instead of --w, e.g. shape=2,color=0.5")
+    p.add_argument("--w", type=float, default=0.0,
+                   help=f"guidance weight (paper's w; w=0 conditional), |w| <= {MAX_W:g}")
+    p.add_argument("--compose", default="", help="per-attribute weights instead of --w, e.g. shape=2,color=0.5; "
+                                                 "each attribute once, and set in --cond")
     p.add_argument("--negative", default="", help="negative condition replacing the unconditional base")
     _guidance_args(p)
-    p.add_argument("--data", type=Path, help="the dataset path, for rules that train on the data (classifier)")
+    p.add_argument("--data", type=_path, help="the dataset path, for rules that train on the data (classifier)")
     p.add_argument("--sampler", default="ddim")
     p.add_argument("--steps", type=int, default=50)
-    p.add_argument("--n", type=int, default=16)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n", type=int, default=16, help=f"number of samples, 1 to {RANGES['n'][2]}")
+    p.add_argument("--seed", type=int, default=0, help=f"0 to {MAX_SEED}")
     p.add_argument("--no-snap", action="store_true", help="disable the model's snap/clamping step")
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--out", type=_path, required=True)
 
-    p = sub.add_parser("bench", help="sweep guidance weights and evaluate")
+    p = command("bench", "sweep guidance weights and evaluate")
     _data_args(p)
-    p.add_argument("--w", type=_floats, help="comma-separated weights (default: the rule's grid; for cfg the "
-                                             "paper grid plus -1)")
+    p.add_argument("--w", type=_floats, help="comma-separated weights, each once and |w| <= "
+                                             f"{MAX_W:g} (default: the rule's grid; for cfg the paper grid plus -1)")
     _guidance_args(p)
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--checkpoint", type=Path, help="reuse a trained model instead of training")
+    p.add_argument("--out", type=_path, required=True)
+    p.add_argument("--checkpoint", type=_path, help="reuse a trained model instead of training")
     p.add_argument("--sampler")
     p.add_argument("--steps", type=int)
     p.add_argument("--force", action="store_true", help="recompute settings already recorded in --out")
     _scratch_arg(p)
 
-    p = sub.add_parser("study", help="the cross-modality guidance study and its report")
+    p = command("study", "the cross-modality guidance study and its report")
     p.add_argument("--preset", default="quick", choices=PRESETS)
     p.add_argument("--modalities", help="comma-separated modality names (default: the study's built-in set)")
-    p.add_argument("--seeds", type=int, default=3, help="sampling seeds per setting (mean and 95%% CI)")
+    p.add_argument("--seeds", type=int, help="sampling seeds per setting (mean and 95%% CI; default: the "
+                                             "preset's, smoke 1, quick 2, full 3)")
     p.add_argument("--rules", help="comma-separated guidance rules for the rules section (default: every "
                                    "registered rule)")
-    p.add_argument("--out", type=Path, default=Path("results/study"))
+    p.add_argument("--out", type=_path, default=Path("results/study"))
     p.add_argument("--force", action="store_true", help="retrain models and recompute settings found in --out")
     _scratch_arg(p)
 
-    p = sub.add_parser("reference", help="list, verify or rebuild the shipped reference models and judges")
+    p = command("reference", "list, verify or rebuild the shipped reference models and judges")
     p.add_argument("action", choices=("list", "verify", "build"))
     p.add_argument("names", nargs="*", help="artifacts to rebuild (build; default: every one of --modalities)")
     p.add_argument("--modalities", help="build: comma-separated modalities whose artifacts to rebuild")
@@ -128,7 +205,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-quality", action="store_true", help="build: skip the bench sweep written to each "
                                                              "denoiser's model card")
 
-    sub.add_parser("list", help="list modalities, their datasets and presets, and the guidance rules")
+    command("list", "list modalities, their datasets and presets, and the guidance rules")
     return ap
 
 
@@ -138,10 +215,14 @@ def _scratch_arg(p: argparse.ArgumentParser) -> None:
                         "reference list`); a --data dataset always trains its own")
 
 
-def _glue_negative_values(argv: list[str]) -> list[str]:
-    """``--w -1,0,2`` -> ``--w=-1,0,2``: argparse would take a value starting with '-' for an option."""
+def _arguments(argv: list[str]) -> list[str]:
+    """``argv`` as argparse should see it: ``--w -1,0,2`` -> ``--w=-1,0,2`` (argparse would take a value starting
+    with '-' for an option); ``--n=--`` is an error (argparse would drop the value '--' and keep the default)."""
     out: list[str] = []
     for arg in argv:
+        name, _, value = arg.partition("=")
+        if name.startswith("--") and value == "--":
+            raise UsageError(f"{name} has no value ({arg!r})")
         if out and out[-1].startswith("--") and "=" not in out[-1] and re.match(r"^-[\d.]", arg):
             out[-1] = f"{out[-1]}={arg}"
         else:
@@ -150,18 +231,127 @@ def _glue_negative_values(argv: list[str]) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(_glue_negative_values(list(sys.argv[1:] if argv is None else argv)))
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
+        args = parser().parse_args(_arguments(argv))
+        _check_ranges(args)
         return _run(args)
-    except UsageError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except FileNotFoundError as e:
-        print(f"error: file not found: {e.filename or e}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("interrupted (checkpoints and finished settings are kept; rerun to resume)", file=sys.stderr)
         return 130
+    except Exception as e:
+        if "--debug" in argv:  # looked up in argv, not args: a parse error has no args
+            raise
+        status, message = _failure(e)
+        print(f"error: {message}", file=sys.stderr)
+        return status
+
+
+def _failure(e: Exception) -> tuple[int, str]:
+    """The exit status and one-line message for an exception that reached :func:`main`: 2 for the user's
+    mistakes (a :class:`UsageError`; a file that cannot be read or written; a value a parser rejected), 1 for
+    anything else, a bug."""
+    text = " ".join(str(e).split()) or e.__class__.__name__  # one line, whatever the message holds
+    if isinstance(e, OSError):
+        return 2, describe_os_error(e)
+    if isinstance(e, ValueError):  # UsageError and its subclasses, UnicodeError, JSONDecodeError, int("x")
+        return 2, text
+    if isinstance(e, MemoryError):
+        return 1, "out of memory; ask for fewer samples or a smaller batch"
+    return 1, f"internal error ({e.__class__.__name__}: {text}); rerun with --debug for the traceback"
+
+
+def _check_ranges(args: argparse.Namespace) -> None:
+    """Every numeric option given must lie in its :data:`RANGES` (a list, such as bench's ``--w``, item by item,
+    each once)."""
+    for dest, (option, lo, hi, open_lo) in RANGES.items():
+        value = getattr(args, dest, None)
+        values = value if isinstance(value, list) else [] if value is None else [value]
+        for v in values:
+            check_range(option, v, lo, hi, open_lo=open_lo)
+        if len(set(values)) < len(values):
+            raise UsageError(f"{option} lists a value twice: {','.join(f'{v:g}' for v in values)}")
+
+
+def _names(text: str, option: str, what: str, valid: Sequence[str]) -> list[str]:
+    """A comma-separated list of ``what`` names (e.g. modalities) from ``valid``, at least one, each once."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise UsageError(f"{option} is empty; valid: {', '.join(valid)}")
+    for name in names:
+        check_choice(what, name, valid)
+        if names.count(name) > 1:
+            raise UsageError(f"{option} lists {what} {name!r} twice")
+    return names
+
+
+def _check_out(path: Path) -> None:
+    """Fail before any work unless ``--out`` can be a directory this command writes in: not an existing
+    file (it is left as it is), and new or existing inside a directory this process may write."""
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"--out {str(path)!r} is an existing file, not a directory; give a directory "
+                         "(the file is left as it is)")
+    parent = path
+    while not parent.exists():  # the nearest existing directory, where mkdir will start
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UsageError(f"--out {str(path)!r} cannot be created: {str(parent)!r} is a file")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {str(path)!r} cannot be written: {str(parent)!r} is read-only for this user")
+
+
+def _check_checkpoint_target(path: Path) -> None:
+    """``path`` may receive a checkpoint: it is new, empty or a checkpoint (to resume). A save replaces the
+    directory as a whole, so training into a folder of the user's own files would delete them."""
+    from core import checkpoint as ckpt
+
+    _check_out(path)
+    if path.is_dir() and any(path.iterdir()) and not ckpt.exists(path):
+        raise UsageError(f"--out {str(path)!r} is a directory with other files and no checkpoint; training would "
+                         "replace it: give a new or empty directory")
+
+
+def _check_json_object(path: Path) -> None:
+    """A results file this command reads back (``summary.json``, ``study.json``) is a JSON object if present,
+    checked before any work rather than after it."""
+    if not path.exists():
+        return
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UsageError(f"{str(path)!r} is not valid JSON ({e.__class__.__name__}); delete it or use another "
+                         "--out") from e
+    if not isinstance(value, dict):
+        raise UsageError(f"{str(path)!r} holds a JSON {type(value).__name__}, not an object; delete it or use "
+                         "another --out")
+
+
+def _load_checkpoint(path: Path) -> tuple[Denoiser, Schedule, dict[str, Any]]:
+    """:func:`core.pipeline.load_model`, for a checkpoint the user names. Its files are verified against the
+    manifest first, so an error while rebuilding the model comes from their content (a config.json edited by
+    hand, weights of another model): a :class:`CheckpointError` naming the checkpoint."""
+    from core.checkpoint import CheckpointError, read_config
+    from core.pipeline import load_model
+
+    config = read_config(path)
+    for key, kind in CONFIG_FIELDS.items():
+        if not isinstance(config.get(key, kind()), kind) or (key in REQUIRED_CONFIG and key not in config):
+            raise CheckpointError(f"checkpoint {str(path)!r}: config.json needs {key!r} as a JSON "
+                                  f"{JSON_TYPES[kind]}, got {json.dumps(config.get(key))[:80]}")
+    steps = config["schedule"].get("T")
+    if type(steps) is not int or not 1 <= steps <= MAX_SCHEDULE_T:  # T sizes the schedule's tensors
+        raise CheckpointError(f"checkpoint {str(path)!r}: config.json schedule T must be an integer in "
+                              f"[1, {MAX_SCHEDULE_T}], got {json.dumps(steps)[:80]}")
+    try:
+        return load_model(path)
+    except CheckpointError:
+        raise
+    except UsageError as e:  # a name in config.json this version does not know (a schedule, a prediction type)
+        raise CheckpointError(f"checkpoint {str(path)!r}: config.json: {e}") from e
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError) as e:
+        what = f"missing key {e}" if isinstance(e, KeyError) else f"{e.__class__.__name__}: {e}"
+        raise CheckpointError(f"checkpoint {str(path)!r} does not describe a model this version can rebuild "
+                              f"({' '.join(what.split())[:300]})") from e
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -197,23 +387,48 @@ def _run_command(args: argparse.Namespace) -> int:
     if args.command == "bench":
         from core.bench import bench, table
 
+        guidance = _guidance(args)
+        _check_bench(args)
         recs = bench(args.modality, out=args.out, dataset=args.dataset, data=args.data, preset=args.preset,
                      ws=args.w, seed=args.seed, checkpoint=args.checkpoint, sampler=args.sampler,
-                     steps=args.steps, guidance=_guidance(args), force=args.force)
+                     steps=args.steps, guidance=guidance, force=args.force)
         print(table(recs))
         print(f"records: {args.out / 'records.jsonl'}  plots: {args.out / 'plots'}")
         return 0
     if args.command == "study":
         from benchmarks.study import run_study
+        from core import registry, rules
 
-        chosen = {} if args.modalities is None else {
-            "modalities": [m.strip() for m in args.modalities.split(",") if m.strip()]}
+        _check_out(args.out)
+        if not args.force:
+            _check_json_object(args.out / "study.json")
+        chosen: dict[str, Any] = {}
+        if args.modalities is not None:
+            chosen["modalities"] = _names(args.modalities, "--modalities", "modality", registry.names())
         if args.rules is not None:
-            chosen["rule_names"] = [r.strip() for r in args.rules.split(",") if r.strip()]
+            chosen["rule_names"] = _names(args.rules, "--rules", "guidance rule", rules.names())
         report = run_study(args.out, preset=args.preset, seeds=args.seeds, force=args.force, **chosen)
         print(f"report: {report}  (and {report.with_suffix('.md')})")
         return 0
     raise AssertionError(args.command)
+
+
+def _check_bench(args: argparse.Namespace) -> None:
+    """What ``bench`` can check before training or sampling: its output folder, the checkpoint it reuses (or
+    where it trains one) and that ``--steps`` fits the model's noise schedule."""
+    from core import registry
+    from core.schedules import respace
+
+    modality = registry.get(args.modality)
+    _check_out(args.out)
+    _check_json_object(args.out / "summary.json")
+    if args.checkpoint is None:
+        _check_checkpoint_target(args.out / "model")
+        schedule = modality.schedule(modality.preset(args.preset))
+    else:
+        _, schedule, _ = _load_checkpoint(args.checkpoint)
+    if args.steps is not None:
+        respace(schedule, args.steps)
 
 
 def _reference(args: argparse.Namespace) -> int:
@@ -234,7 +449,8 @@ def _reference(args: argparse.Namespace) -> int:
     else:
         from benchmarks.study import MODALITIES
 
-        chosen = MODALITIES if args.modalities is None else [m.strip() for m in args.modalities.split(",")]
+        chosen = (MODALITIES if args.modalities is None
+                  else _names(args.modalities, "--modalities", "modality", MODALITIES))
         jobs = {m: None for m in chosen}
     for modality, names in jobs.items():
         made = references.build(modality, preset=args.preset, names=names, quality=not args.no_quality)
@@ -247,10 +463,11 @@ def _train(args: argparse.Namespace) -> int:
     from core import registry
     from core.trainer import train
 
+    _check_checkpoint_target(args.out)
     modality = registry.get(args.modality)
     spec = modality.preset(args.preset)
     overrides = {k: v for k, v in {
-        "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "p_uncond": args.p_uncond,
+        "steps": args.train_steps, "batch_size": args.batch_size, "lr": args.lr, "p_uncond": args.p_uncond,
         "p_attr": args.p_attr, "bf16": args.bf16, "device": args.device, "seed": args.seed,
     }.items() if v is not None}
     config = replace(spec.train, **overrides)
@@ -263,32 +480,48 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _terms(args: argparse.Namespace, attributes: C.Attributes, choice: C.Choice) -> tuple[Term, ...]:
+    """``--w`` as one term on the whole condition, or ``--compose``'s term per attribute (each weight in the
+    ``--w`` range, each attribute once and set by ``--cond``: a term on an unset attribute would guide towards
+    the unconditional model, silently)."""
+    if not args.compose:
+        return (Term(args.w),)
+    if args.w != 0.0:
+        raise UsageError(f"--compose gives each attribute its own weight; drop --w {args.w:g} (or drop --compose)")
+    terms = []
+    for name, text in C.pairs(args.compose, "--compose", "attribute"):
+        C.check_attribute(name, attributes)
+        if name not in choice:
+            raise UsageError(f"--compose weights attribute {name!r}, which --cond does not set; --cond sets: "
+                             f"{', '.join(choice) or 'nothing'}")
+        try:
+            w = float(text)
+        except ValueError:
+            raise UsageError(f"--compose weight for {name!r} is not a number: {text!r}") from None
+        check_range(f"--compose weight for {name!r}", w, -MAX_W, MAX_W)
+        terms.append(Term(w, (name,)))
+    return tuple(terms)
+
+
 def _sample(args: argparse.Namespace) -> int:
     from core import registry
-    from core.pipeline import helper_models, load_model
+    from core.pipeline import helper_models
     from core.sampling import generate
 
     template = _guidance(args)  # a bad rule or option fails before the model loads
-    model, schedule, config = load_model(args.checkpoint)
+    _check_out(args.out)
+    model, schedule, config = _load_checkpoint(args.checkpoint)
     attrs = model.attributes
-    choice = C.parse(args.cond, attrs)
-    terms: tuple[Term, ...] = (Term(args.w),)
-    if args.compose:
-        parts = []
-        for part in args.compose.split(","):
-            name, _, w = part.partition("=")
-            if name not in attrs:
-                raise UsageError(f"unknown attribute {name!r} in --compose; valid: {', '.join(attrs)}")
-            try:
-                parts.append(Term(float(w), (name,)))
-            except ValueError as e:
-                raise UsageError(f"--compose weight for {name!r} is not a number: {w!r}") from e
-        terms = tuple(parts)
-    guidance = replace(template, terms=terms)
-    if args.n < 1:
-        raise UsageError(f"--n must be >= 1, got {args.n}")
+    choice = C.parse(args.cond, attrs, "--cond")
+    guidance = replace(template, terms=_terms(args, attrs, choice))
     cond = C.stack([choice] * args.n, attrs)
-    negative = C.stack([C.parse(args.negative, attrs)] * args.n, attrs) if args.negative else None
+    negative = None
+    if args.negative:
+        away = C.parse(args.negative, attrs, "--negative")
+        if away == choice:  # eps~ = eps(x, c) + (1 + w)(eps(x, c) - eps(x, c)): --w would do nothing
+            raise UsageError(f"--negative {args.negative!r} is the --cond condition itself; guidance would push "
+                             "away from what it asks for and ignore --w")
+        negative = C.stack([away] * args.n, attrs)
     modality = registry.get(config["modality"])
     preset = config.get("preset", "quick")
     built = helper_models(guidance.make_rule().helpers, modality=modality, dataset=config.get("dataset", ""),

@@ -23,23 +23,44 @@ Attributes = Mapping[str, Sequence[str]]  # attribute -> value names
 Choice = dict[str, int]  # one example's condition: attribute -> value index (absent = dropped)
 
 
-def parse(text: str, attributes: Attributes) -> Choice:
-    """Resolve ``"shape=circle,color=red"`` to value indices; ``""`` is the null condition."""
-    choice: Choice = {}
+def pairs(text: str, option: str, kind: str = "attribute") -> list[tuple[str, str]]:
+    """``"a=x, b=y"`` -> ``[("a", "x"), ("b", "y")]``, names and values stripped; empty parts between commas
+    are skipped, ``""`` is no pairs.
+
+    A part without ``=``, an empty ``kind`` name, a name given twice (which would silently keep one of the two
+    values) or commas and nothing else raise :class:`UsageError` naming ``option`` (e.g. ``--cond``).
+    """
+    out: dict[str, str] = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
-        name, sep, value = part.partition("=")
-        if not sep:
-            raise UsageError(f"condition part {part!r} is not of the form attribute=value")
-        choice.update(resolve({name.strip(): value.strip()}, attributes))
-    return choice
+        name, sep, value = (s.strip() for s in part.partition("="))
+        if not sep or not name:
+            raise UsageError(f"{option} part {part!r} is not of the form {kind}=value")
+        if name in out:
+            raise UsageError(f"{option} gives {kind} {name!r} twice (values {out[name]!r} and {value!r}); give "
+                             "each once")
+        out[name] = value
+    if text.strip() and not out:
+        raise UsageError(f"{option} {text!r} holds no {kind}=value part (give '' for none)")
+    return list(out.items())
+
+
+def parse(text: str, attributes: Attributes, option: str = "condition") -> Choice:
+    """Resolve ``"shape=circle,color=red"`` to value indices; ``""`` is the null condition. ``option`` names
+    where the text came from in errors (e.g. ``--cond``)."""
+    return resolve(dict(pairs(text, option)), attributes)
+
+
+def check_attribute(name: str, attributes: Attributes) -> None:
+    """Raise :class:`UsageError`, listing the valid names, unless ``name`` is one of ``attributes``."""
+    if name not in attributes:
+        raise UsageError(f"unknown attribute {name!r}; valid: {', '.join(attributes)}")
 
 
 def resolve(named: Mapping[str, str], attributes: Attributes) -> Choice:
     """Map attribute/value names to indices, with an error that lists the valid names."""
     choice: Choice = {}
     for name, value in named.items():
-        if name not in attributes:
-            raise UsageError(f"unknown attribute {name!r}; valid: {', '.join(attributes)}")
+        check_attribute(name, attributes)
         values = list(attributes[name])
         if value not in values:
             raise UsageError(f"unknown value {value!r} for attribute {name!r}; valid: {', '.join(values)}")

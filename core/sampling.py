@@ -14,11 +14,11 @@ from core import conditions as C
 from core import samplers
 from core.conditions import Condition
 from core.denoiser import Denoiser
-from core.errors import UsageError
+from core.errors import NonFiniteError, UsageError
 from core.guidance import Guidance, Guided
 from core.precision import Bf16, autocast
 from core.progress import bar
-from core.schedules import Schedule
+from core.schedules import Schedule, respace
 
 
 class Generation(NamedTuple):
@@ -49,7 +49,8 @@ def generate(
     guidance rule needs (a classifier, a weaker model).
 
     The initial noise of all N examples is drawn first from ``seed``, so settings that share a seed start
-    from the same noise and differ only by their guidance (paired comparisons).
+    from the same noise and differ only by their guidance (paired comparisons). Samples that come out NaN or
+    infinite raise :class:`NonFiniteError` instead of being returned.
     """
     guidance = guidance or Guidance()
     sample = samplers.get(sampler)
@@ -66,14 +67,22 @@ def generate(
     elif not bool(torch.isfinite(x_T).all()):
         raise UsageError("initial noise x_T contains NaN or infinite values")
     model.eval()
+    respace(schedule, steps)  # a step count the schedule cannot take fails here, before any work
+    parts = [slice(i, i + batch_size) for i in range(0, n, batch_size)]
+    # every batch's guided denoiser up front: a rule that cannot take these inputs fails before any work too
+    guided = [Guided(model, guidance, C.to(C.index(cond, part), device),
+                     negative=None if negative is None else C.to(C.index(negative, part), device),
+                     snap=snap, helpers=helpers) for part in parts]
     outs, forwards, start = [], 0, time.perf_counter()
-    for i in bar(range(0, n, batch_size), desc="sample", enabled=progress, unit="batch"):
-        part = slice(i, i + batch_size)
-        fn = Guided(model, guidance, C.to(C.index(cond, part), device),
-                    negative=None if negative is None else C.to(C.index(negative, part), device),
-                    snap=snap, helpers=helpers)
+    for part, fn in bar(zip(parts, guided, strict=True), total=len(parts), desc="sample", enabled=progress,
+                        unit="batch"):
         with autocast(bf16, device):
             x0 = sample(fn, x_T[part].to(device), schedule, steps, generator=generator)
+            if not bool(torch.isfinite(x0).all()):  # before decoding: text decodes NaN to valid-looking tokens
+                raise NonFiniteError(
+                    f"sampling produced NaN or infinite values with {guidance.terms_label()} ({guidance.label()}, "
+                    f"{sampler}, {steps} steps); the guidance weight or settings are too extreme for this model "
+                    "(lower |w|); nothing was written")
             outs.append(model.decode(x0.float()).cpu())
         forwards += fn.forwards
     return Generation(torch.cat(outs), forwards / n, time.perf_counter() - start)

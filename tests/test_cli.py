@@ -9,6 +9,7 @@ import pytest
 
 from core import records
 from core.cli import main
+from core.errors import UsageError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -77,10 +78,11 @@ def test_sample_from_checkpoint_with_composition_and_negative(bench_dir: Path, t
         (["bench", "nope", "--out", "X"], "unknown modality 'nope'; valid: "),
         (["bench", "toy", "--dataset", "nope", "--out", "X"], "unknown toy dataset 'nope'; valid: mixture"),
         (["bench", "toy", "--preset", "smoke", "--steps", "0", "--w", "0", "--out", "X"],
-         "steps must be an integer >= 1"),
+         "--steps must be an integer in [1, 10000], got 0"),
         (["bench", "toy", "--preset", "smoke", "--sampler", "euler", "--w", "0", "--out", "X"],
          "unknown sampler 'euler'; valid: ddim, ddpm, dpmpp2m"),
-        (["train", "toy", "--preset", "smoke", "--p-uncond", "-0.5", "--out", "X"], "p_uncond must be in [0, 1]"),
+        (["train", "toy", "--preset", "smoke", "--p-uncond", "-0.5", "--out", "X"],
+         "--p-uncond must be a finite number in [0, 1]"),
         (["sample", "--checkpoint", "MODEL", "--cond", "cluster=up", "--out", "X"],
          "unknown value 'up' for attribute 'cluster'; valid: north, east, south, west"),
         (["sample", "--checkpoint", "MODEL", "--cond", "colour=red", "--out", "X"],
@@ -99,15 +101,43 @@ def test_sample_from_checkpoint_with_composition_and_negative(bench_dir: Path, t
         (["sample", "--checkpoint", "MODEL", "--rule", "auto", "--negative", "side=inner", "--out", "X"],
          "guidance rule 'auto' takes no negative condition"),
         (["study", "--preset", "smoke", "--rules", "apg,nope", "--out", "X"], "unknown guidance rule 'nope'"),
+        (["study", "--preset", "smoke", "--modalities", "", "--out", "X"], "--modalities is empty; valid: "),
+        (["sample", "--checkpoint", "MODEL", "--cond", "side=inner,side=outer", "--out", "X"],
+         "--cond gives attribute 'side' twice"),
+        (["sample", "--checkpoint", "MODEL", "--cond", "side=inner", "--compose", "side=2", "--w", "1", "--out", "X"],
+         "--compose gives each attribute its own weight; drop --w 1"),
+        (["sample", "--checkpoint", "MODEL", "--cond", "side=inner", "--compose", "cluster=2", "--out", "X"],
+         "--compose weights attribute 'cluster', which --cond does not set"),
+        (["sample", "--checkpoint", "MODEL", "--cond", "side=inner", "--negative", "side=inner", "--out", "X"],
+         "is the --cond condition itself"),
+        (["sample", "--checkpoint", "MODEL", "--w", "1e6", "--out", "X"],
+         "--w must be a finite number in [-1000, 1000]"),
+        (["bench", "toy", "--w", "", "--out", "X"], "argument --w: expected comma-separated numbers"),
+        (["train", "toy", "--seed", str(2**63), "--out", "X"], "--seed must be an integer in [0, 9223372036854775807]"),
+        (["train", "toy", "--device", "gpu", "--out", "X"], "unknown device 'gpu'; valid: auto, cpu, cuda, cuda:N"),
+        (["sample", "--checkpoint", "MODEL", "--out", "FILE"], "is an existing file, not a directory"),
+        (["train", "toy", "--preset", "smoke", "--out", "FILE"], "is an existing file, not a directory"),
     ],
 )
 def test_user_mistakes_give_one_line_errors(argv: list[str], message: str, bench_dir: Path, tmp_path: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
-    argv = [str(bench_dir / "model") if a == "MODEL" else str(tmp_path / "out") if a == "X" else a for a in argv]
-    assert main(argv) == 2
+    (tmp_path / "file").write_text("the user's\n")
+    names = {"MODEL": str(bench_dir / "model"), "X": str(tmp_path / "out"), "FILE": str(tmp_path / "file")}
+    assert main([names.get(a, a) for a in argv]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("error: ") and message in err[-1], err
+    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
     assert not (tmp_path / "out" / "records.jsonl").exists() and not (tmp_path / "out" / "grid.png").exists()
+    assert (tmp_path / "file").read_text() == "the user's\n"
+
+
+def test_debug_shows_the_traceback_and_training_keeps_a_folder_of_the_users_files(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(UsageError, match="--n must be an integer"):
+        main(["sample", "--debug", "--checkpoint", str(tmp_path), "--n", "0", "--out", str(tmp_path / "s")])
+    (tmp_path / "notes.txt").write_text("mine\n")
+    assert main(["train", "toy", "--preset", "smoke", "--out", str(tmp_path)]) == 2
+    assert "a directory with other files and no checkpoint" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
 
 
 def test_console_script_prints_no_traceback() -> None:

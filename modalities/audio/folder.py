@@ -2,7 +2,8 @@
 
 ``PATH/dog/001.wav``, ``PATH/cat/bark.flac``, ... WAV, FLAC and OGG files are read with soundfile, mixed to
 mono, resampled with torchaudio, cropped or padded (:func:`modalities.audio.clips.to_clip`). Hidden files are
-skipped; any other file, or one that cannot be decoded or is silent, is an error that names it.
+skipped; any other file, or one that cannot be decoded, is empty, silent or holds NaN or infinite samples, is an
+error that names it.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import soundfile as sf
 import torch
 
@@ -26,10 +28,14 @@ def read_audio(path: Path) -> tuple[torch.Tensor, int]:
     """``[channels, samples]`` float32 audio and its sample rate; a :class:`UsageError` naming undecodable files."""
     try:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)  # [samples, channels]
-    except (sf.LibsndfileError, RuntimeError, TypeError) as e:
-        raise UsageError(f"cannot read audio file {str(path)!r}: {e}") from e
-    if data.shape[0] == 0:
+    except (RuntimeError, TypeError, ValueError, EOFError) as e:  # soundfile's errors on a file it cannot decode
+        raise UsageError(f"cannot read audio file {str(path)!r}: {e.__class__.__name__}: {e}") from e
+    if data.shape[0] == 0 or data.shape[1] == 0:
         raise UsageError(f"audio file {str(path)!r} is empty")
+    if not np.isfinite(data).all():  # float WAV/FLAC can hold NaN or infinity, which no clip can be made of
+        raise UsageError(f"audio file {str(path)!r} holds NaN or infinite samples; remove or re-export it")
+    if rate < 1:
+        raise UsageError(f"audio file {str(path)!r} declares a sample rate of {rate} Hz")
     return torch.from_numpy(data.T.copy()), int(rate)
 
 
@@ -50,7 +56,7 @@ def folder_dataset(options: Mapping[str, Any], path: Path | None, seed: int) -> 
     for k, name in enumerate(classes):
         files = sorted(f for f in (root / name).iterdir() if not f.name.startswith("."))
         for f in files:
-            if f.is_dir() or f.suffix.lower() not in SUFFIXES:
+            if not f.is_file() or f.suffix.lower() not in SUFFIXES:  # a pipe or device would block the read
                 raise UsageError(f"{str(f)!r} is not a {'/'.join(s[1:].upper() for s in SUFFIXES)} file; "
                                  "move it out of the dataset folder")
             audio, file_rate = read_audio(f)

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 from torch import Tensor
 
 from core.data import ConditionalDataset, Splits, split
@@ -74,7 +74,7 @@ def load_image(path: Path, size: int) -> Tensor:
         with Image.open(path) as im:
             im.load()
             rgb = to_rgb(ImageOps.exif_transpose(im) or im)
-    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as e:
+    except Exception as e:  # PIL's decoders raise many types on malformed files (SyntaxError, struct.error, ...)
         raise UsageError(f"cannot read image {str(path)!r}: {e.__class__.__name__}: {e}") from None
     rgb = ImageOps.fit(rgb, (size, size), method=Image.Resampling.BICUBIC)
     arr = torch.from_numpy(np.asarray(rgb, dtype=np.float32) / 255.0)  # [H, W, 3]
