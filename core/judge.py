@@ -123,12 +123,16 @@ def cached(cache: Path, name: str, key: str, build: Callable[[], nn.Module],
     (:mod:`core.reference`), else the local cache ``cache/name-key``, else built, trained by ``train_fn``
     (which returns its info, with ``final_loss``) and saved there. The info gains the module's ``id``
     (``name@`` the weights' sha256 prefix: the same weights give the same id anywhere) and its ``source``."""
-    module = build()
     artifact = reference.find(name, key)
     path = artifact.path if artifact is not None else Path(cache) / f"{name}-{key}"
-    if artifact is None and not ckpt.exists(path):
-        info = train_fn(module)
-        ckpt.save(path, {"weights": module.state_dict()}, {"info": info, "config": {"fingerprint": key}})
+    # initial weights and any global draw in training (dropout) come from the fingerprint: the same recipe on the
+    # same machine gives the same weights, so a rebuilt judge has the same id
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(key, 16) % 2**63)
+        module = build()
+        if artifact is None and not ckpt.exists(path):
+            info = train_fn(module)
+            ckpt.save(path, {"weights": module.state_dict()}, {"info": info, "config": {"fingerprint": key}})
     saved = ckpt.load(path)
     module.load_state_dict(saved.tensors["weights"])
     info = saved.json["info"]
