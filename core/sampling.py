@@ -78,7 +78,7 @@ def generate(
                         unit="batch"):
         with autocast(bf16, device):
             x0 = sample(fn, x_T[part].to(device), schedule, steps, generator=generator)
-            if not bool(torch.isfinite(x0).all()):  # before decoding: text decodes NaN to valid-looking tokens
+            if not bool(torch.isfinite(x0).all()):  # before decoding: a decoder may turn NaN into valid-looking output
                 raise NonFiniteError(
                     f"sampling produced NaN or infinite values with {guidance.terms_label()} ({guidance.label()}, "
                     f"{sampler}, {steps} steps); the guidance weight or settings are too extreme for this model "
