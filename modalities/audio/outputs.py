@@ -5,15 +5,16 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import soundfile as sf
+import torch
+from matplotlib import colormaps
+from PIL import Image, ImageDraw, ImageFont
+from torch import Tensor
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import soundfile as sf  # noqa: E402
-import torch  # noqa: E402
-from torch import Tensor  # noqa: E402
+from modalities.audio.judge import LogMel, MelConfig
 
-from modalities.audio.judge import LogMel, MelConfig  # noqa: E402
+TILE = (96, 144)  # (height, width) in pixels of one spectrogram in the grid
 
 
 def _slug(label: dict[str, str]) -> str:
@@ -34,8 +35,11 @@ def write_wavs(samples: Tensor, labels: list[dict[str, str]], directory: Path, s
 
 
 def spectrogram_grid(samples: Tensor, labels: list[dict[str, str]], path: Path, title: str, sample_rate: int,
-                     *, max_tiles: int = 64, columns: int = 8) -> None:
-    """Log-mel spectrograms of up to ``max_tiles`` samples, the same number of each requested condition."""
+                     *, max_tiles: int = 64, columns: int = 8, db_range: float = 60.0) -> None:
+    """Log-mel spectrograms of up to ``max_tiles`` samples, the same number of each requested condition, as one
+    PNG mosaic (low frequencies at the bottom of each tile, one ``db_range`` colour range for every tile), each
+    tile captioned with its condition. Drawn with PIL, not one matplotlib axes per tile: a study draws one grid
+    per setting and 64 axes cost seconds each time."""
     keys = list(dict.fromkeys(tuple(sorted(lab.items())) for lab in labels))
     per = max(1, max_tiles // len(keys))
     chosen = [i for key in keys for i in [j for j, lab in enumerate(labels) if tuple(sorted(lab.items())) == key][:per]]
@@ -43,16 +47,19 @@ def spectrogram_grid(samples: Tensor, labels: list[dict[str, str]], path: Path, 
     mel = LogMel(sample_rate, MelConfig(n_fft=256, hop=32, n_mels=64, floor_db=80.0))
     with torch.no_grad():
         spec = mel(samples[chosen].float())  # [n, mels, frames]
+    hi = float(spec.amax())
+    level = ((spec - (hi - db_range)) / db_range).clamp(0, 1).flip(1)  # [n, mels, frames] in [0, 1], low mels last
+    rgb = (colormaps["magma"](level.numpy())[..., :3] * 255).astype(np.uint8)  # [n, mels, frames, 3]
+    tile_h, tile_w = TILE
+    font = ImageFont.load_default()
+    caption, pad, top = 12, 4, 18
     rows = (len(chosen) + columns - 1) // columns
-    fig, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.45 * rows + 0.5), squeeze=False)
-    lo, hi = float(spec.amax()) - 60.0, float(spec.amax())  # one 60 dB colour range for every tile
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, i, s in zip(axes.flat, chosen, spec, strict=False):
-        ax.imshow(s.numpy(), origin="lower", aspect="auto", vmin=lo, vmax=hi, cmap="magma")
-        ax.set_title(" ".join(labels[i].values()) or "uncond.", fontsize=6)
-    fig.suptitle(title, fontsize=8)
+    canvas = Image.new("RGB", (columns * (tile_w + pad) + pad, top + rows * (tile_h + caption + pad)), "white")
+    draw = ImageDraw.Draw(canvas)
+    draw.text((4, 3), title, fill="black", font=font)
+    for k, (i, tile) in enumerate(zip(chosen, rgb, strict=True)):
+        x, y = pad + (k % columns) * (tile_w + pad), top + (k // columns) * (tile_h + caption + pad)
+        draw.text((x, y), " ".join(labels[i].values()) or "uncond.", fill="black", font=font)
+        canvas.paste(Image.fromarray(tile).resize((tile_w, tile_h), Image.Resampling.BILINEAR), (x, y + caption))
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    canvas.save(path)

@@ -9,13 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+from PIL import Image, ImageDraw, ImageFont
+from torch import Tensor
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from torch import Tensor  # noqa: E402
+from modalities.text import tokenizer as T
 
-from modalities.text import tokenizer as T  # noqa: E402
-
+MONOSPACE = str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSansMono.ttf")  # ships with matplotlib
 SAMPLES = "samples.jsonl"
 TABLE = "samples.md"
 
@@ -43,7 +42,8 @@ def write(samples: Tensor, labels: list[dict[str, str]], directory: Path, info: 
 
 def draw(samples: Tensor, labels: list[dict[str, str]], path: Path, title: str, info: Mapping[str, Any],
          *, conditions: int = 12, per_condition: int = 2, width: int = 110) -> None:
-    """A PNG table: the first ``per_condition`` sentences of the first ``conditions`` requested conditions."""
+    """A PNG table: the first ``per_condition`` sentences of the first ``conditions`` requested conditions (drawn
+    with PIL, cheap enough to draw once per setting)."""
     texts = sentences(samples, info)
     shown: dict[str, list[str]] = {}
     for lab, text in zip(labels, texts, strict=True):
@@ -56,9 +56,14 @@ def draw(samples: Tensor, labels: list[dict[str, str]], path: Path, title: str, 
     for key, group in shown.items():
         lines.append(f"[{key}]")
         lines += ["  " + w for text in group for w in textwrap.wrap(text, width, subsequent_indent="    ")]
-    fig = plt.figure(figsize=(11, 0.6 + 0.19 * len(lines)))
-    fig.text(0.01, 1 - 0.25 / fig.get_figheight(), title, fontsize=10, weight="bold", va="top")
-    fig.text(0.01, 1 - 0.55 / fig.get_figheight(), "\n".join(lines), fontsize=8, family="monospace", va="top")
+    font = ImageFont.truetype(MONOSPACE, 12)
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1))).textlength
+    step = 15  # pixels per line
+    width = 16 + int(max(measure(t, font=font) for t in [title, *lines]))
+    canvas = Image.new("RGB", (width, 32 + step * len(lines)), "white")
+    draw = ImageDraw.Draw(canvas)
+    draw.text((8, 6), title, fill="black", font=font)
+    for k, line in enumerate(lines):
+        draw.text((8, 26 + step * k), line, fill="black" if line.startswith("[") else "#333333", font=font)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    canvas.save(path)
