@@ -205,7 +205,7 @@ def _judge_accuracy(info: dict[str, Any]) -> str:
 class Report:
     def __init__(self, out: Path):
         self.out = out
-        self.study = json.loads((out / "study.json").read_text())
+        self.study = json.loads((out / "study.json").read_text(encoding="utf-8"))
         self.mods: dict[str, dict[str, Any]] = self.study["modalities"]
         self.runs = {m: Runs(out / m) for m in self.mods}
         self.plots = out / "plots"

@@ -69,7 +69,7 @@ def bench(
     plots.bench_plots(records.read(out / "records.jsonl"), out / "plots")  # every rule benched into `out`
     summary = summarize(recs, ctx)
     path = out / "summary.json"
-    earlier = json.loads(path.read_text()).get("by_rule", {}) if path.exists() else {}
+    earlier = json.loads(path.read_text(encoding="utf-8")).get("by_rule", {}) if path.exists() else {}
     summary["by_rule"] = {**earlier, summary["rule_label"]: {k: v for k, v in summary.items()
                                                              if k not in ("evaluator", "train", "by_rule")}}
     write_json(path, summary)

@@ -49,7 +49,8 @@ class Checkpoint(NamedTuple):
     json: dict[str, Any]  # file stem -> parsed JSON
 
 
-def _sha256(path: Path) -> str:
+def sha256(path: Path) -> str:
+    """The hex SHA-256 of a file's bytes, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -173,15 +174,27 @@ def write_atomic(path: Path, data: bytes) -> None:
     _fsync(path.parent)
 
 
+def check_target(path: Path) -> None:
+    """Raise :class:`CheckpointError` unless a checkpoint may be saved to ``path``: it is new, an empty directory or
+    a checkpoint. A save replaces the directory as a whole, so a folder of other files would be deleted."""
+    path = Path(path)
+    _recover(path)
+    if path.exists() and not (path / MANIFEST).is_file() and (not path.is_dir() or any(path.iterdir())):
+        raise CheckpointError(f"cannot save a checkpoint to {str(path)!r}: it holds other files and no checkpoint, "
+                              "which a save would replace; give a new or empty directory")
+
+
 def save(path: Path, tensors: Mapping[str, Mapping[str, Tensor]], json_files: Mapping[str, Any]) -> None:
     """Write ``{stem}.safetensors`` for each tensor dict and ``{stem}.json`` for each JSON value, atomically.
 
     A failure or an exception (Ctrl-C) leaves the previous checkpoint in place; a kill at any instant leaves the
-    previous or the new one, or a sibling the next access restores (module docstring).
+    previous or the new one, or a sibling the next access restores (module docstring). The directory is replaced
+    as a whole, so ``path`` must be new, empty, or a checkpoint: a folder of other files is a
+    :class:`CheckpointError`, never deleted.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _recover(path)
+    check_target(path)
     tmp, old = _sibling(path, "tmp"), _sibling(path, "old")
     try:
         tmp.mkdir()
@@ -191,7 +204,7 @@ def save(path: Path, tensors: Mapping[str, Mapping[str, Tensor]], json_files: Ma
         for stem, value in json_files.items():
             _write(tmp / f"{stem}.json", json.dumps(value, indent=2, sort_keys=True).encode())
         files = sorted(p.name for p in tmp.iterdir())
-        manifest = {name: {"sha256": _sha256(tmp / name), "bytes": (tmp / name).stat().st_size} for name in files}
+        manifest = {name: {"sha256": sha256(tmp / name), "bytes": (tmp / name).stat().st_size} for name in files}
         _write(tmp / MANIFEST, json.dumps(manifest, indent=2).encode())
         _fsync(tmp)
         if path.exists():
@@ -232,7 +245,7 @@ def _verify(path: Path) -> dict[str, dict[str, Any]]:
     if not path.is_dir():
         raise CheckpointError(f"checkpoint {str(path)!r} does not exist or is not a directory")
     try:
-        manifest = json.loads((path / MANIFEST).read_text())
+        manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise CheckpointError(f"checkpoint {str(path)!r} has no readable {MANIFEST} ({e.__class__.__name__})") from e
     problem = _manifest_problem(manifest)
@@ -245,7 +258,7 @@ def _verify(path: Path) -> dict[str, dict[str, Any]]:
         size = f.stat().st_size
         if size != entry["bytes"]:
             raise CheckpointError(f"checkpoint file {str(f)!r} is truncated: {size} of {entry['bytes']} bytes")
-        if _sha256(f) != entry["sha256"]:
+        if sha256(f) != entry["sha256"]:
             raise CheckpointError(f"checkpoint file {str(f)!r} is corrupt (sha256 mismatch)")
     return manifest
 
@@ -271,7 +284,7 @@ def load(path: Path, stems: tuple[str, ...] | None = None) -> Checkpoint:
             if ext == "safetensors":
                 tensors[stem] = load_file(path / name)
             elif ext == "json":
-                json_files[stem] = json.loads((path / name).read_text())
+                json_files[stem] = json.loads((path / name).read_text(encoding="utf-8"))
         except (SafetensorError, UnicodeDecodeError, json.JSONDecodeError, OSError) as e:
             raise CheckpointError(f"cannot read checkpoint file {str(path / name)!r}: {e}") from e
     if "config" in json_files and not isinstance(json_files["config"], dict):

@@ -21,11 +21,9 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from core import conditions as C
-from core.denoiser import Denoiser
 from core.errors import UsageError, check_choice, check_range, describe_os_error
 from core.guidance import Guidance, Term
 from core.registry import PRESETS
-from core.schedules import Schedule
 
 # Sanity bounds on numbers, far beyond any preset or paper, that stop a typo from allocating terabytes, running
 # for years or overflowing: checked right after parsing, before any work.
@@ -43,12 +41,6 @@ RANGES: dict[str, tuple[str, float, float, bool]] = {  # argparse dest -> (optio
     "p_attr": ("--p-attr", 0.0, 1.0, False),
     "w": ("--w", -MAX_W, MAX_W, False),
 }
-# config.json fields that the CLI and pipeline read from a checkpoint, with their JSON types
-CONFIG_FIELDS: dict[str, type] = {"modality": str, "attributes": dict, "model": dict, "schedule": dict, "train": dict,
-                                  "dataset": str, "preset": str, "data_info": dict}
-REQUIRED_CONFIG = ("modality", "attributes", "model", "schedule", "train")
-JSON_TYPES = {str: "string", dict: "object"}
-MAX_SCHEDULE_T = 100_000  # training steps of a checkpoint's noise schedule (1000 in every preset)
 DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
@@ -301,14 +293,11 @@ def _check_out(path: Path) -> None:
 
 
 def _check_checkpoint_target(path: Path) -> None:
-    """``path`` may receive a checkpoint: it is new, empty or a checkpoint (to resume). A save replaces the
-    directory as a whole, so training into a folder of the user's own files would delete them."""
+    """``path`` may receive a checkpoint (:func:`core.checkpoint.check_target`) and be written."""
     from core import checkpoint as ckpt
 
     _check_out(path)
-    if path.is_dir() and any(path.iterdir()) and not ckpt.exists(path):
-        raise UsageError(f"--out {str(path)!r} is a directory with other files and no checkpoint; training would "
-                         "replace it: give a new or empty directory")
+    ckpt.check_target(path)
 
 
 def _check_json_object(path: Path) -> None:
@@ -324,34 +313,6 @@ def _check_json_object(path: Path) -> None:
     if not isinstance(value, dict):
         raise UsageError(f"{str(path)!r} holds a JSON {type(value).__name__}, not an object; delete it or use "
                          "another --out")
-
-
-def _load_checkpoint(path: Path) -> tuple[Denoiser, Schedule, dict[str, Any]]:
-    """:func:`core.pipeline.load_model`, for a checkpoint the user names. Its files are verified against the
-    manifest first, so an error while rebuilding the model comes from their content (a config.json edited by
-    hand, weights of another model): a :class:`CheckpointError` naming the checkpoint."""
-    from core.checkpoint import CheckpointError, read_config
-    from core.pipeline import load_model
-
-    config = read_config(path)
-    for key, kind in CONFIG_FIELDS.items():
-        if not isinstance(config.get(key, kind()), kind) or (key in REQUIRED_CONFIG and key not in config):
-            raise CheckpointError(f"checkpoint {str(path)!r}: config.json needs {key!r} as a JSON "
-                                  f"{JSON_TYPES[kind]}, got {json.dumps(config.get(key))[:80]}")
-    steps = config["schedule"].get("T")
-    if type(steps) is not int or not 1 <= steps <= MAX_SCHEDULE_T:  # T sizes the schedule's tensors
-        raise CheckpointError(f"checkpoint {str(path)!r}: config.json schedule T must be an integer in "
-                              f"[1, {MAX_SCHEDULE_T}], got {json.dumps(steps)[:80]}")
-    try:
-        return load_model(path)
-    except CheckpointError:
-        raise
-    except UsageError as e:  # a name in config.json this version does not know (a schedule, a prediction type)
-        raise CheckpointError(f"checkpoint {str(path)!r}: config.json: {e}") from e
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError) as e:
-        what = f"missing key {e}" if isinstance(e, KeyError) else f"{e.__class__.__name__}: {e}"
-        raise CheckpointError(f"checkpoint {str(path)!r} does not describe a model this version can rebuild "
-                              f"({' '.join(what.split())[:300]})") from e
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -417,6 +378,7 @@ def _check_bench(args: argparse.Namespace) -> None:
     """What ``bench`` can check before training or sampling: its output folder, the checkpoint it reuses (or
     where it trains one) and that ``--steps`` fits the model's noise schedule."""
     from core import registry
+    from core.pipeline import load_model
     from core.schedules import respace
 
     modality = registry.get(args.modality)
@@ -426,7 +388,7 @@ def _check_bench(args: argparse.Namespace) -> None:
         _check_checkpoint_target(args.out / "model")
         schedule = modality.schedule(modality.preset(args.preset))
     else:
-        _, schedule, _ = _load_checkpoint(args.checkpoint)
+        _, schedule, _ = load_model(args.checkpoint)
     if args.steps is not None:
         respace(schedule, args.steps)
 
@@ -505,12 +467,12 @@ def _terms(args: argparse.Namespace, attributes: C.Attributes, choice: C.Choice)
 
 def _sample(args: argparse.Namespace) -> int:
     from core import registry
-    from core.pipeline import helper_models
+    from core.pipeline import helper_models, load_model
     from core.sampling import generate
 
     template = _guidance(args)  # a bad rule or option fails before the model loads
     _check_out(args.out)
-    model, schedule, config = _load_checkpoint(args.checkpoint)
+    model, schedule, config = load_model(args.checkpoint)
     attrs = model.attributes
     choice = C.parse(args.cond, attrs, "--cond")
     guidance = replace(template, terms=_terms(args, attrs, choice))

@@ -139,7 +139,7 @@ def cached(cache: Path, name: str, key: str, build: Callable[[], nn.Module],
     reference.offer(name, kind, key, path, stems=("weights", "info", "config"),
                     card={"seed": info.get("fit", {}).get("seed"), "train_s": info.get("train_s"),
                           "final_loss": info.get("final_loss"), "quality": info.get("quality")})
-    weights = json.loads((path / ckpt.MANIFEST).read_text())["weights.safetensors"]["sha256"]
+    weights = json.loads((path / ckpt.MANIFEST).read_text(encoding="utf-8"))["weights.safetensors"]["sha256"]
     source = "reference" if artifact is not None else "trained"
     return module.eval(), {**info, "id": f"{name}@{weights[:12]}", "source": source}
 

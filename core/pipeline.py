@@ -118,18 +118,48 @@ class Setting:
         return re.sub(r"[^A-Za-z0-9_.+-]", "_", raw)
 
 
+# config.json fields that loading and the pipeline read from a checkpoint, with their JSON types
+CONFIG_FIELDS: dict[str, type] = {"modality": str, "attributes": dict, "model": dict, "schedule": dict, "train": dict,
+                                  "dataset": str, "preset": str, "data_info": dict}
+REQUIRED_CONFIG = ("modality", "attributes", "model", "schedule", "train")
+JSON_TYPES = {str: "string", dict: "object"}
+MAX_SCHEDULE_T = 100_000  # training steps of a checkpoint's noise schedule (1000 in every preset)
+
+
 def load_model(path: Path, weights: str = "ema") -> tuple[Denoiser, Schedule, dict[str, Any]]:
     """The denoiser, its schedule and its config from a checkpoint directory; ``weights``: "ema" (for sampling)
-    or "weak" (the early EMA weights autoguidance guides away from)."""
+    or "weak" (the early EMA weights autoguidance guides away from).
+
+    The files are verified against the manifest and ``config.json``'s fields against their types first, so an
+    error while rebuilding the model comes from their content (a config edited by hand, weights of another
+    model): always a :class:`~core.checkpoint.CheckpointError` naming the checkpoint, never a bare KeyError."""
     config = ckpt.read_config(path)
-    modality = get_modality(config["modality"])
-    model = modality.build_model(config["model"], config["attributes"], config.get("data_info", {}))
-    tensors = ckpt.load(path, stems=(weights,)).tensors
-    if weights not in tensors:
-        raise ckpt.CheckpointError(f"checkpoint {str(path)!r} keeps no {weights!r} weights (autoguidance needs the "
-                                   "early EMA weights of a run trained with weak_at > 0); retrain it")
-    model.load_state_dict(tensors[weights])
-    return model.eval(), make_schedule(config["schedule"]["name"], config["schedule"]["T"]), config
+    for key, kind in CONFIG_FIELDS.items():
+        if not isinstance(config.get(key, kind()), kind) or (key in REQUIRED_CONFIG and key not in config):
+            raise ckpt.CheckpointError(f"checkpoint {str(path)!r}: config.json needs {key!r} as a JSON "
+                                       f"{JSON_TYPES[kind]}, got {json.dumps(config.get(key))[:80]}")
+    steps = config["schedule"].get("T")
+    if type(steps) is not int or not 1 <= steps <= MAX_SCHEDULE_T:  # T sizes the schedule's tensors
+        raise ckpt.CheckpointError(f"checkpoint {str(path)!r}: config.json schedule T must be an integer in "
+                                   f"[1, {MAX_SCHEDULE_T}], got {json.dumps(steps)[:80]}")
+    try:
+        modality = get_modality(config["modality"])
+        model = modality.build_model(config["model"], config["attributes"], config.get("data_info", {}))
+        tensors = ckpt.load(path, stems=(weights,)).tensors
+        if weights not in tensors:
+            why = (" (autoguidance needs the early EMA weights of a run trained with weak_at > 0); retrain it"
+                   if weights == "weak" else "; the checkpoint is incomplete")
+            raise ckpt.CheckpointError(f"checkpoint {str(path)!r} keeps no {weights!r} weights{why}")
+        model.load_state_dict(tensors[weights])
+        return model.eval(), make_schedule(config["schedule"]["name"], config["schedule"]["T"]), config
+    except ckpt.CheckpointError:
+        raise
+    except UsageError as e:  # a name in config.json this version does not know (a schedule, a prediction type)
+        raise ckpt.CheckpointError(f"checkpoint {str(path)!r}: config.json: {e}") from e
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError) as e:
+        what = f"missing key {e}" if isinstance(e, KeyError) else f"{e.__class__.__name__}: {e}"
+        raise ckpt.CheckpointError(f"checkpoint {str(path)!r} does not describe a model this version can rebuild "
+                                   f"({' '.join(what.split())[:300]})") from e
 
 
 def helper_models(
@@ -349,7 +379,7 @@ def _forget(out: Path, setting_ids: set[str]) -> None:
 
 def write_json(path: Path, value: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(value, indent=2, sort_keys=True))
+    path.write_text(json.dumps(value, indent=2, sort_keys=True), encoding="utf-8")
 
 
 __all__ = ["Context", "Setting", "TrainConfig", "load_model", "prepare", "requests", "run_setting", "run_settings"]

@@ -25,7 +25,7 @@ from core.errors import UsageError, check_choice
 
 @functools.cache
 def schema() -> dict[str, Any]:
-    return json.loads((Path(__file__).with_name("record.schema.json")).read_text())
+    return json.loads((Path(__file__).with_name("record.schema.json")).read_text(encoding="utf-8"))
 
 
 def _clean(value: Any) -> Any:

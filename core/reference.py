@@ -75,7 +75,7 @@ def read_index(store: Path) -> dict[str, dict[str, Any]]:
     if not path.exists():
         return {}
     try:
-        index = json.loads(path.read_text())
+        index = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as e:
         raise ckpt.CheckpointError(f"reference index {str(path)!r} is unreadable ({e.__class__.__name__})") from e
     if not isinstance(index, dict):
@@ -106,7 +106,7 @@ class Artifact:
         if not manifest.is_file():
             raise ckpt.CheckpointError(f"reference {self.name!r} has no {ckpt.MANIFEST} in {str(self.path)!r}; "
                                        f"{rebuild}")
-        if ckpt._sha256(manifest) != self.entry["sha256"]:
+        if ckpt.sha256(manifest) != self.entry["sha256"]:
             raise ckpt.CheckpointError(f"reference {self.name!r}: {str(manifest)!r} does not match its sha256 in "
                                        f"{INDEX}; {rebuild}")
         ckpt.verify(self.path)
@@ -195,27 +195,28 @@ def offer(name: str, kind: str, key: str, source: Path, *, stems: tuple[str, ...
     json_files = {**saved.json, "config": {**config, "fingerprint": key}}
     dest = build.store / name
     ckpt.save(dest, saved.tensors, json_files)
-    manifest = json.loads((dest / ckpt.MANIFEST).read_text())
+    manifest = json.loads((dest / ckpt.MANIFEST).read_text(encoding="utf-8"))
     weights = next(manifest[f"{s}.safetensors"]["sha256"] for s in ("ema", "weights") if f"{s}.safetensors" in manifest)
     entry = {"kind": kind, "fingerprint": key, "bytes": sum(f["bytes"] for f in manifest.values()),
              "id": f"{name}@{weights[:12]}",
-             "sha256": ckpt._sha256(dest / ckpt.MANIFEST), "command": f"{build.command} {name}",
+             "sha256": ckpt.sha256(dest / ckpt.MANIFEST), "command": f"{build.command} {name}",
              "commit": _commit(), "machine": _machine(), **dict(card)}
-    index = read_index(build.store)
-    index[name] = entry
-    tmp = build.store / f".{INDEX}.tmp"
-    tmp.write_text(json.dumps(index, indent=2, sort_keys=True, default=str) + "\n")
-    tmp.replace(build.store / INDEX)
-    (dest / CARD).write_text(card_text(name, entry))
+    _write_index(build.store, {**read_index(build.store), name: entry})
+    ckpt.write_atomic(dest / CARD, card_text(name, entry).encode())
     build.made.append(name)
+
+
+def _write_index(store: Path, index: Mapping[str, Any]) -> None:
+    """Replace ``store``'s index so that a kill at any moment leaves the old or the new one."""
+    ckpt.write_atomic(Path(store) / INDEX, (json.dumps(index, indent=2, sort_keys=True, default=str) + "\n").encode())
 
 
 def update_card(store: Path, name: str, **facts: Any) -> None:
     """Add measured facts (e.g. the bench's quality table) to artifact ``name``'s index entry and card."""
     index = read_index(store)
     index[name] = {**index[name], **facts}
-    (Path(store) / INDEX).write_text(json.dumps(index, indent=2, sort_keys=True, default=str) + "\n")
-    (Path(store) / name / CARD).write_text(card_text(name, index[name]))
+    _write_index(store, index)
+    ckpt.write_atomic(Path(store) / name / CARD, card_text(name, index[name]).encode())
 
 
 def card_text(name: str, entry: Mapping[str, Any]) -> str:
@@ -278,5 +279,5 @@ def remove(store: Path, name: str) -> None:
     """Drop artifact ``name`` from ``store`` (before a rebuild)."""
     index = read_index(store)
     index.pop(name, None)
-    (Path(store) / INDEX).write_text(json.dumps(index, indent=2, sort_keys=True, default=str) + "\n")
+    _write_index(store, index)
     shutil.rmtree(Path(store) / name, ignore_errors=True)

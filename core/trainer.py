@@ -286,6 +286,8 @@ def train(
         }
         step, stats, weak = 0, {"wall_s": 0.0}, None
         saved_step = None  # the step of the checkpoint in `out`
+        if out is not None:
+            ckpt.check_target(out)  # before any work: a folder of other files is never replaced
         if out is not None and ckpt.exists(out):
             step, stats, weak = _resume(out, model, ema, optimizer, generator, full_config, device)
             saved_step = step

@@ -136,7 +136,7 @@ def test_debug_shows_the_traceback_and_training_keeps_a_folder_of_the_users_file
         main(["sample", "--debug", "--checkpoint", str(tmp_path), "--n", "0", "--out", str(tmp_path / "s")])
     (tmp_path / "notes.txt").write_text("mine\n")
     assert main(["train", "toy", "--preset", "smoke", "--out", str(tmp_path)]) == 2
-    assert "a directory with other files and no checkpoint" in capsys.readouterr().err
+    assert "holds other files and no checkpoint" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
 
 

@@ -4,6 +4,7 @@ records survive interrupted writes, and damaged files give one clear error inste
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from core import checkpoint as ckpt
 from core import records
 from core import trainer as T
 from core.errors import UsageError
+from core.pipeline import load_model
 from core.trainer import TrainConfig, train
 from modalities.toy.mixture import ATTRIBUTES
 from modalities.toy.mlp import MLPDenoiser
@@ -290,6 +292,51 @@ def test_a_damaged_training_state_gives_a_checkpoint_error_on_resume(tmp_path: P
     _resave(tmp_path / "c", edit)
     with pytest.raises(ckpt.CheckpointError, match=message):
         train(_mlp(), SCHEDULE, toy_data(), _small(6), out=tmp_path / "c", progress=False)
+
+
+TOY_REFERENCE = ROOT / "modalities" / "toy" / "reference" / "denoiser-toy-mixture-quick"
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda c: c.pop("model"), r"needs 'model' as a JSON object, got null"),
+        (lambda c: c.update(attributes=[1]), r"needs 'attributes' as a JSON object"),
+        (lambda c: c.update(schedule={"name": "linear", "T": "1000"}), r"schedule T must be an integer"),
+        (lambda c: c.update(schedule={"name": "wiggly", "T": 1000}), r"config.json: .*wiggly"),
+        (lambda c: c["model"].update(hidden="wide"), r"does not describe a model this version can rebuild"),
+        (lambda c: c["model"].update(hidden=64), r"does not describe a model this version can rebuild"),
+    ],
+)
+def test_load_model_checks_a_checkpoint_through_the_python_api_too(tmp_path: Path, edit, message: str) -> None:
+    shutil.copytree(TOY_REFERENCE, tmp_path / "c")
+    _resave(tmp_path / "c", lambda t, j: edit(j["config"]))
+    with pytest.raises(ckpt.CheckpointError, match=message):
+        load_model(tmp_path / "c")
+
+
+def test_missing_weights_are_named_for_what_is_missing(tmp_path: Path) -> None:
+    shutil.copytree(TOY_REFERENCE, tmp_path / "c")
+    _resave(tmp_path / "c", lambda t, j: t.pop("ema"))
+    with pytest.raises(ckpt.CheckpointError, match=r"keeps no 'ema' weights; the checkpoint is incomplete"):
+        load_model(tmp_path / "c")
+    with pytest.raises(ckpt.CheckpointError, match=r"keeps no 'weak' weights \(autoguidance needs"):
+        _resave(tmp_path / "c", lambda t, j: t.pop("weak"))
+        load_model(tmp_path / "c", weights="weak")
+    assert load_model(TOY_REFERENCE, weights="weak")[0] is not None
+
+
+def test_a_save_never_replaces_a_folder_of_other_files(tmp_path: Path) -> None:
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("years of work")
+    with pytest.raises(ckpt.CheckpointError, match=r"holds other files and no checkpoint, which a save would replace"):
+        train(_mlp(), SCHEDULE, toy_data(), _small(3), out=mine, progress=False)
+    assert [p.name for p in mine.iterdir()] == ["thesis.tex"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"]  # no sibling left behind
+    (tmp_path / "empty").mkdir()
+    train(_mlp(), SCHEDULE, toy_data(), _small(3), out=tmp_path / "empty", progress=False)  # empty: fine
+    assert ckpt.exists(tmp_path / "empty")
 
 
 def test_a_truncated_last_record_is_dropped_reported_and_repaired(tmp_path: Path, capsys) -> None:

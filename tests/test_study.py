@@ -101,8 +101,8 @@ def test_step_counts_follow_each_presets_own_steps_and_stay_within_its_schedule(
 
     assert counts(get("audio").preset("quick")) == [3, 6]  # around DiffWave's 6-step fast schedule
     assert counts(get("image").preset("quick")) == [10, 20]
-    assert counts(get("text").preset("quick")) == [50, 100]  # its 200 DDPM steps capped at the plan's 100
-    assert plan.steps(get("text").preset("quick")) == 100 and plan.steps(get("image").preset("quick")) == 20
+    assert counts(get("text").preset("quick")) == [25, 50]  # its 200 DDPM steps capped at the plan's 50
+    assert plan.steps(get("text").preset("quick")) == 50 and plan.steps(get("image").preset("quick")) == 20
     full = get("audio").preset("full")  # 5 x 200 steps would overrun its T = 200 schedule
     full_steps = study_module.section_settings(study_module.PLANS["full"], full, ["a", "b"])["steps"]
     assert max(s.steps for s in full_steps) == full.T
