@@ -5,7 +5,8 @@ prediction (the work of one sampler step) for: the unguided conditional model, C
 batched forward, CFG as two separate passes, compositions of 2 and 3 terms (3 and 4 branches), and the rules
 that cost more than a combination: APG, autoguidance (a second network) and classifier guidance (a classifier's
 forward and backward pass, with the preset's noise-classifier architecture). Calls are
-interleaved round-robin and the median is reported, so machine noise hits every variant alike. Results are
+interleaved round-robin and the median is reported, so machine noise hits every variant alike; each variant's
+denoiser forwards per step (and the rows they evaluate) are counted too. Results are
 printed and appended to ``DIR/guidance_cost.jsonl``. Weights are random unless ``--checkpoint`` is given: the
 cost of a forward does not depend on them.
 """
@@ -49,10 +50,22 @@ def variants(attributes: list[str], batch: int) -> dict[str, Guidance]:
     }
 
 
+def forwards(model: Denoiser, call: Any) -> list[int]:
+    """The batch size of every forward of ``model`` during ``call()``: what a variant evaluates per step."""
+    seen: list[int] = []
+    handle = model.register_forward_hook(lambda _module, _inputs, output: seen.append(int(output.shape[0])))
+    try:
+        call()
+    finally:
+        handle.remove()
+    return seen
+
+
 @torch.no_grad()
 def measure(model: Denoiser, schedule: Schedule, batch: int, repeats: int, helpers: dict[str, Any],
-            seed: int = 0) -> dict[str, float]:
-    """Median seconds per guided prediction for each variant (``helpers``: the classifier and weak model)."""
+            seed: int = 0) -> dict[str, tuple[float, list[int]]]:
+    """Per variant: median seconds per guided prediction, and the batch sizes of the denoiser's forwards in one
+    (``helpers``: the classifier and weak model; the weak model's forwards are not counted)."""
     g = torch.Generator().manual_seed(seed)
     x = torch.randn((batch, *model.sample_shape), generator=g)
     t = torch.full((batch,), float(schedule.T // 2))
@@ -68,7 +81,8 @@ def measure(model: Denoiser, schedule: Schedule, batch: int, repeats: int, helpe
             fn(x, step, None)
             if r >= 2:  # the first rounds warm up allocators and kernels
                 times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(v) for name, v in times.items()}
+    return {name: (statistics.median(v), forwards(model, lambda fn=fns[name]: fn(x, step, None)))
+            for name, v in times.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,16 +115,17 @@ def main(argv: list[str] | None = None) -> int:
     helpers = {"weak": copy.deepcopy(model),
                "classifier": NoiseClassifier(backbone, dim, model.attributes, shape, {}).eval()}
     result = measure(model, schedule, args.batch, args.repeats, helpers)
-    base = result["unguided"]
+    base = result["unguided"][0]
     params = sum(p.numel() for p in model.parameters())
     print(f"{model_id}: {params:,} parameters, batch {args.batch}, {torch.get_num_threads()} threads")
-    print(f"{'variant':>14} {'ms/step':>10} {'x unguided':>11}")
+    print(f"{'variant':>14} {'ms/step':>10} {'x unguided':>11} {'forwards':>9} {'rows':>6}")
     rows = []
-    for name, sec in result.items():
-        print(f"{name:>14} {1000 * sec:10.2f} {sec / base:11.2f}")
+    for name, (sec, sizes) in result.items():
+        print(f"{name:>14} {1000 * sec:10.2f} {sec / base:11.2f} {len(sizes):>9} {sum(sizes):>6}")
         rows.append({"modality": args.modality, "model": model_id, "parameters": params, "batch": args.batch,
                      "variant": name, "seconds_per_step": sec, "ratio_to_unguided": sec / base,
-                     "threads": torch.get_num_threads(), "repeats": args.repeats})
+                     "forwards": len(sizes), "rows": sum(sizes), "threads": torch.get_num_threads(),
+                     "repeats": args.repeats})
     records.write_jsonl(args.out / "guidance_cost.jsonl", rows)
     return 0
 

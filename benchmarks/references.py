@@ -12,6 +12,7 @@ the reference denoiser's embeddings) are used as shipped.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import tempfile
@@ -24,10 +25,12 @@ from core.checkpoint import read_config
 from core.errors import UsageError
 from core.guidance import Guidance
 from core.pipeline import denoiser_name, prepare
+from core.registry import PRESETS
 from core.registry import get as get_modality
 from core.registry import names as modality_names
 
 COMMAND = "crossguide reference build"
+QUALITY = "CFG sweep, seed 0 (the bench's grid)"  # the card table's title
 
 
 @contextlib.contextmanager
@@ -68,11 +71,24 @@ def build(modality: str, *, preset: str = "quick", names: Sequence[str] | None =
                     ctx.helpers(Guidance(rule="classifier"), progress=progress)
         built = list(made.made)
     if quality:
-        for name in built:
-            if reference.read_index(store)[name]["kind"] == "denoiser":
-                table = bench_table(store / name)
-                reference.update_card(store, name, quality={"CFG sweep, seed 0 (the bench's grid)": table})
+        rescore([n for n in built if reference.read_index(store)[n]["kind"] == "denoiser"], store)
     return built
+
+
+def rescore(names: Sequence[str], store: Path | None = None) -> list[str]:
+    """Measure the card table of each denoiser artifact in ``names`` again, judged by the reference judges as they
+    are now: a rebuilt judge is a new metric, so the cards must be rescored with it. ``store``: a store to look in
+    besides the installed ones (a build's)."""
+    known = {a.name: (Path(a.store), a.entry) for a in reference.artifacts()}
+    if store is not None:
+        known.update({n: (Path(store), e) for n, e in reference.read_index(store).items()})
+    denoisers = sorted(n for n, (_, entry) in known.items() if entry["kind"] == "denoiser")
+    for name in names:
+        if name not in denoisers:
+            raise UsageError(f"{name!r} is not a denoiser artifact; valid: {', '.join(denoisers)}")
+        folder = known[name][0]
+        reference.update_card(folder, name, quality={QUALITY: bench_table(folder / name)})
+    return list(names)
 
 
 def bench_table(checkpoint: Path) -> list[dict[str, Any]]:
@@ -118,3 +134,60 @@ def verify_all() -> list[str]:
         except UsageError as e:
             lines.append(f"FAILED {a.name}: {e}")
     return lines
+
+
+class ReferenceCommand:
+    """``crossguide reference list|verify|build``: found through the ``crossguide.commands`` entry point."""
+
+    help = "list, verify or rebuild the shipped reference models and judges"
+
+    def add_arguments(self, p: argparse.ArgumentParser) -> None:
+        p.add_argument("action", choices=("list", "verify", "build", "rescore"),
+                       help="rescore: measure the named denoisers' card tables again with the current judges")
+        p.add_argument("names", nargs="*", help="artifacts to rebuild or rescore (default: every one of "
+                                                "--modalities)")
+        p.add_argument("--modalities", help="build: comma-separated modalities whose artifacts to rebuild")
+        p.add_argument("--preset", default="quick", choices=PRESETS)
+        p.add_argument("--no-quality", action="store_true", help="build: skip the bench sweep written to each "
+                                                                 "denoiser's model card")
+
+    def run(self, args: argparse.Namespace) -> int:
+        if args.action == "list":
+            print(list_table())
+            return 0
+        if args.action == "verify":
+            lines = verify_all()
+            print("\n".join(lines) or "no reference artifacts")
+            return 1 if any(line.startswith("FAILED") for line in lines) else 0
+        if args.modalities is not None and args.names:
+            raise UsageError("give artifact names or --modalities, not both")
+        if args.action == "rescore":
+            print(f"rescored {', '.join(rescore(args.names or self._denoisers(args.modalities)))}")
+            print(list_table())
+            return 0
+        if args.names:
+            jobs = {m: [n for n in args.names if owner(n) == m] for m in dict.fromkeys(map(owner, args.names))}
+        else:
+            from benchmarks.study import MODALITIES
+            from core.cli import parse_names
+
+            chosen = (MODALITIES if args.modalities is None
+                      else parse_names(args.modalities, "--modalities", "modality", MODALITIES))
+            jobs = {m: None for m in chosen}
+        for modality, names in jobs.items():
+            made = build(modality, preset=args.preset, names=names, quality=not args.no_quality)
+            print(f"{modality}: built {', '.join(made) or 'nothing'}")
+        print(list_table())
+        return 0
+
+
+    @staticmethod
+    def _denoisers(modalities: str | None) -> list[str]:
+        from benchmarks.study import MODALITIES
+        from core.cli import parse_names
+
+        chosen = MODALITIES if modalities is None else parse_names(modalities, "--modalities", "modality", MODALITIES)
+        return [a.name for a in reference.artifacts() if a.entry["kind"] == "denoiser" and owner(a.name) in chosen]
+
+
+COMMAND = ReferenceCommand()

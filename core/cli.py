@@ -1,4 +1,6 @@
-"""The ``crossguide`` command line: a thin layer over :mod:`core.pipeline`, :mod:`core.bench` and the study.
+"""The ``crossguide`` command line: a thin layer over :mod:`core.pipeline` and :mod:`core.bench`, plus the
+subcommands installed through the ``crossguide.commands`` entry points (:class:`Command`): the study and the
+reference models are defined in the layer above core, which core never imports.
 
 Every mistake a user can make is caught at this boundary: an unknown name, a number out of its range
 (:data:`RANGES`), contradictory options, a bad or unreadable file, an output path that cannot be written. Each
@@ -18,7 +20,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn, Protocol
 
 from core import conditions as C
 from core.errors import UsageError, check_choice, check_range, describe_os_error
@@ -40,8 +42,10 @@ RANGES: dict[str, tuple[str, float, float, bool]] = {  # argparse dest -> (optio
     "p_uncond": ("--p-uncond", 0.0, 1.0, False),
     "p_attr": ("--p-attr", 0.0, 1.0, False),
     "w": ("--w", -MAX_W, MAX_W, False),
+    "threads": ("--threads", 1, 1024, False),
 }
 DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+COMMANDS = "crossguide.commands"  # entry-point group of the subcommands defined above core/
 
 
 class _Parser(argparse.ArgumentParser):
@@ -64,7 +68,7 @@ def _floats(text: str) -> list[float]:
     return values
 
 
-def _path(text: str) -> Path:
+def path_arg(text: str) -> Path:
     """A path option; an empty one (usually an unset shell variable) would mean the current directory."""
     if not text.strip():
         raise argparse.ArgumentTypeError("empty path")
@@ -121,17 +125,30 @@ def _guidance(args: argparse.Namespace) -> Guidance:
 def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("modality", help="a registered modality (see `crossguide list`)")
     p.add_argument("--dataset", help="dataset name (default: the modality's default)")
-    p.add_argument("--data", type=_path, help="path for folder/file datasets")
+    p.add_argument("--data", type=path_arg, help="path for folder/file datasets")
     p.add_argument("--preset", default="quick", choices=PRESETS)
     p.add_argument("--seed", type=int, default=0, help=f"0 to {MAX_SEED}")
 
 
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("crossguide")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def parser() -> argparse.ArgumentParser:
-    debug = _Parser(add_help=False)  # --debug after the subcommand too; SUPPRESS keeps a value given before it
-    debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+    debug = _Parser(add_help=False)  # options valid before and after the subcommand; SUPPRESS keeps a value given
+    debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,  # before it
                        help="show the traceback of an error instead of one line")
+    debug.add_argument("--threads", type=int, default=argparse.SUPPRESS, metavar="N",
+                       help="CPU threads for torch (default: one per core); on a machine shared with other jobs "
+                            "1 is often several times faster")
     ap = _Parser(prog="crossguide", description="classifier-free guidance across data types", parents=[debug])
-    ap.set_defaults(debug=False)
+    ap.add_argument("--version", action="version", version=f"crossguide {_version()}")
+    ap.set_defaults(debug=False, threads=None)
     sub = ap.add_subparsers(dest="command", required=True)
 
     def command(name: str, text: str) -> argparse.ArgumentParser:
@@ -139,7 +156,7 @@ def parser() -> argparse.ArgumentParser:
 
     p = command("train", "train a denoiser into a checkpoint directory (resumes if it exists)")
     _data_args(p)
-    p.add_argument("--out", type=_path, required=True,
+    p.add_argument("--out", type=path_arg, required=True,
                    help="checkpoint directory: new, empty, or a checkpoint to resume")
     p.add_argument("--steps", type=int, dest="train_steps")
     p.add_argument("--batch-size", type=int)
@@ -150,7 +167,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--device", type=_device, help="auto, cpu, cuda or cuda:N")
 
     p = command("sample", "sample a checkpoint with guidance")
-    p.add_argument("--checkpoint", type=_path, required=True)
+    p.add_argument("--checkpoint", type=path_arg, required=True)
     p.add_argument("--cond", default="", help="requested condition, e.g. shape=circle,color=red")
     p.add_argument("--w", type=float, default=0.0,
                    help=f"guidance weight (paper's w; w=0 conditional), |w| <= {MAX_W:g}")
@@ -158,50 +175,69 @@ def parser() -> argparse.ArgumentParser:
                                                  "each attribute once, and set in --cond")
     p.add_argument("--negative", default="", help="negative condition replacing the unconditional base")
     _guidance_args(p)
-    p.add_argument("--data", type=_path, help="the dataset path, for rules that train on the data (classifier)")
+    p.add_argument("--data", type=path_arg, help="the dataset path, for rules that train on the data (classifier)")
     p.add_argument("--sampler", default="ddim")
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--n", type=int, default=16, help=f"number of samples, 1 to {RANGES['n'][2]}")
     p.add_argument("--seed", type=int, default=0, help=f"0 to {MAX_SEED}")
     p.add_argument("--no-snap", action="store_true", help="disable the model's snap/clamping step")
-    p.add_argument("--out", type=_path, required=True)
+    p.add_argument("--out", type=path_arg, required=True)
 
     p = command("bench", "sweep guidance weights and evaluate")
     _data_args(p)
     p.add_argument("--w", type=_floats, help="comma-separated weights, each once and |w| <= "
                                              f"{MAX_W:g} (default: the rule's grid; for cfg the paper grid plus -1)")
     _guidance_args(p)
-    p.add_argument("--out", type=_path, required=True)
-    p.add_argument("--checkpoint", type=_path, help="reuse a trained model instead of training")
+    p.add_argument("--out", type=path_arg, required=True)
+    p.add_argument("--checkpoint", type=path_arg, help="reuse a trained model instead of training")
     p.add_argument("--sampler")
     p.add_argument("--steps", type=int)
     p.add_argument("--force", action="store_true", help="recompute settings already recorded in --out")
-    _scratch_arg(p)
-
-    p = command("study", "the cross-modality guidance study and its report")
-    p.add_argument("--preset", default="quick", choices=PRESETS)
-    p.add_argument("--modalities", help="comma-separated modality names (default: the study's built-in set)")
-    p.add_argument("--seeds", type=int, help="sampling seeds per setting (mean and 95%% CI; default: the "
-                                             "preset's, smoke 1, quick 2, full 3)")
-    p.add_argument("--rules", help="comma-separated guidance rules for the rules section (default: every "
-                                   "registered rule)")
-    p.add_argument("--out", type=_path, default=Path("results/study"))
-    p.add_argument("--force", action="store_true", help="retrain models and recompute settings found in --out")
-    _scratch_arg(p)
-
-    p = command("reference", "list, verify or rebuild the shipped reference models and judges")
-    p.add_argument("action", choices=("list", "verify", "build"))
-    p.add_argument("names", nargs="*", help="artifacts to rebuild (build; default: every one of --modalities)")
-    p.add_argument("--modalities", help="build: comma-separated modalities whose artifacts to rebuild")
-    p.add_argument("--preset", default="quick", choices=PRESETS)
-    p.add_argument("--no-quality", action="store_true", help="build: skip the bench sweep written to each "
-                                                             "denoiser's model card")
+    scratch_arg(p)
 
     command("list", "list modalities, their datasets and presets, and the guidance rules")
+    for name, plugin in commands().items():
+        p = command(name, plugin.help)
+        plugin.add_arguments(p)
+        p.set_defaults(plugin=plugin)
     return ap
 
 
-def _scratch_arg(p: argparse.ArgumentParser) -> None:
+class Command(Protocol):
+    """A subcommand defined above core/ (the study, the reference models) or by another package, found through
+    the ``crossguide.commands`` entry-point group as modalities and rules are: core never imports those layers."""
+
+    help: str
+
+    def add_arguments(self, p: argparse.ArgumentParser) -> None: ...
+
+    def run(self, args: argparse.Namespace) -> int: ...
+
+
+class _Broken:
+    """An installed command that failed to load: running it says why, in one line."""
+
+    def __init__(self, name: str, reason: str):
+        self.help, self.reason, self.name = f"(failed to load: {reason})", reason, name
+
+    def add_arguments(self, p: argparse.ArgumentParser) -> None:
+        pass
+
+    def run(self, args: argparse.Namespace) -> int:
+        raise UsageError(f"command {self.name!r} is installed but failed to load ({self.reason})")
+
+
+def commands() -> dict[str, Command]:
+    """The installed ``crossguide.commands`` entry points, by name."""
+    from core.plugins import load_group
+
+    found: dict[str, Command] = {}
+    broken: dict[str, str] = {}
+    load_group(COMMANDS, found.__setitem__, broken)
+    return {**found, **{name: _Broken(name, why) for name, why in broken.items() if name not in found}}
+
+
+def scratch_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--from-scratch", action="store_true",
                    help="train every model and judge instead of using the shipped reference ones (`crossguide "
                         "reference list`); a --data dataset always trains its own")
@@ -227,6 +263,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parser().parse_args(_arguments(argv))
         _check_ranges(args)
+        if args.threads is not None:
+            import torch
+
+            torch.set_num_threads(args.threads)
         return _run(args)
     except KeyboardInterrupt:
         print("interrupted (checkpoints and finished settings are kept; rerun to resume)", file=sys.stderr)
@@ -265,7 +305,7 @@ def _check_ranges(args: argparse.Namespace) -> None:
             raise UsageError(f"{option} lists a value twice: {','.join(f'{v:g}' for v in values)}")
 
 
-def _names(text: str, option: str, what: str, valid: Sequence[str]) -> list[str]:
+def parse_names(text: str, option: str, what: str, valid: Sequence[str]) -> list[str]:
     """A comma-separated list of ``what`` names (e.g. modalities) from ``valid``, at least one, each once."""
     names = [n.strip() for n in text.split(",") if n.strip()]
     if not names:
@@ -277,7 +317,7 @@ def _names(text: str, option: str, what: str, valid: Sequence[str]) -> list[str]
     return names
 
 
-def _check_out(path: Path) -> None:
+def check_out(path: Path) -> None:
     """Fail before any work unless ``--out`` can be a directory this command writes in: not an existing
     file (it is left as it is), and new or existing inside a directory this process may write."""
     if path.exists() and not path.is_dir():
@@ -296,11 +336,11 @@ def _check_checkpoint_target(path: Path) -> None:
     """``path`` may receive a checkpoint (:func:`core.checkpoint.check_target`) and be written."""
     from core import checkpoint as ckpt
 
-    _check_out(path)
+    check_out(path)
     ckpt.check_target(path)
 
 
-def _check_json_object(path: Path) -> None:
+def check_json_object(path: Path) -> None:
     """A results file this command reads back (``summary.json``, ``study.json``) is a JSON object if present,
     checked before any work rather than after it."""
     if not path.exists():
@@ -334,8 +374,6 @@ def _run(args: argparse.Namespace) -> int:
         return _train(args)
     if args.command == "sample":
         return _sample(args)
-    if args.command == "reference":
-        return _reference(args)
     if getattr(args, "from_scratch", False):
         from core import reference
 
@@ -356,21 +394,8 @@ def _run_command(args: argparse.Namespace) -> int:
         print(table(recs))
         print(f"records: {args.out / 'records.jsonl'}  plots: {args.out / 'plots'}")
         return 0
-    if args.command == "study":
-        from benchmarks.study import run_study
-        from core import registry, rules
-
-        _check_out(args.out)
-        if not args.force:
-            _check_json_object(args.out / "study.json")
-        chosen: dict[str, Any] = {}
-        if args.modalities is not None:
-            chosen["modalities"] = _names(args.modalities, "--modalities", "modality", registry.names())
-        if args.rules is not None:
-            chosen["rule_names"] = _names(args.rules, "--rules", "guidance rule", rules.names())
-        report = run_study(args.out, preset=args.preset, seeds=args.seeds, force=args.force, **chosen)
-        print(f"report: {report}  (and {report.with_suffix('.md')})")
-        return 0
+    if getattr(args, "plugin", None) is not None:
+        return args.plugin.run(args)
     raise AssertionError(args.command)
 
 
@@ -382,8 +407,8 @@ def _check_bench(args: argparse.Namespace) -> None:
     from core.schedules import respace
 
     modality = registry.get(args.modality)
-    _check_out(args.out)
-    _check_json_object(args.out / "summary.json")
+    check_out(args.out)
+    check_json_object(args.out / "summary.json")
     if args.checkpoint is None:
         _check_checkpoint_target(args.out / "model")
         schedule = modality.schedule(modality.preset(args.preset))
@@ -391,34 +416,6 @@ def _check_bench(args: argparse.Namespace) -> None:
         _, schedule, _ = load_model(args.checkpoint)
     if args.steps is not None:
         respace(schedule, args.steps)
-
-
-def _reference(args: argparse.Namespace) -> int:
-    from benchmarks import references
-
-    if args.action == "list":
-        print(references.list_table())
-        return 0
-    if args.action == "verify":
-        lines = references.verify_all()
-        print("\n".join(lines) or "no reference artifacts")
-        return 1 if any(line.startswith("FAILED") for line in lines) else 0
-    if args.modalities is not None and args.names:
-        raise UsageError("give artifact names or --modalities, not both")
-    if args.names:
-        jobs = {m: [n for n in args.names if references.owner(n) == m] for m in dict.fromkeys(map(
-            references.owner, args.names))}
-    else:
-        from benchmarks.study import MODALITIES
-
-        chosen = (MODALITIES if args.modalities is None
-                  else _names(args.modalities, "--modalities", "modality", MODALITIES))
-        jobs = {m: None for m in chosen}
-    for modality, names in jobs.items():
-        made = references.build(modality, preset=args.preset, names=names, quality=not args.no_quality)
-        print(f"{modality}: built {', '.join(made) or 'nothing'}")
-    print(references.list_table())
-    return 0
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -471,7 +468,7 @@ def _sample(args: argparse.Namespace) -> int:
     from core.sampling import generate
 
     template = _guidance(args)  # a bad rule or option fails before the model loads
-    _check_out(args.out)
+    check_out(args.out)
     model, schedule, config = load_model(args.checkpoint)
     attrs = model.attributes
     choice = C.parse(args.cond, attrs, "--cond")

@@ -32,7 +32,7 @@ from core.judge import final_loss
 from core.registry import Modality, Preset
 from core.registry import get as get_modality
 from core.sampling import generate
-from core.schedules import Schedule
+from core.schedules import Schedule, from_tensors
 from core.schedules import make as make_schedule
 from core.trainer import TrainConfig, train
 
@@ -145,13 +145,19 @@ def load_model(path: Path, weights: str = "ema") -> tuple[Denoiser, Schedule, di
     try:
         modality = get_modality(config["modality"])
         model = modality.build_model(config["model"], config["attributes"], config.get("data_info", {}))
-        tensors = ckpt.load(path, stems=(weights,)).tensors
+        tensors = ckpt.load(path, stems=(weights, "schedule")).tensors
         if weights not in tensors:
             why = (" (autoguidance needs the early EMA weights of a run trained with weak_at > 0); retrain it"
                    if weights == "weak" else "; the checkpoint is incomplete")
             raise ckpt.CheckpointError(f"checkpoint {str(path)!r} keeps no {weights!r} weights{why}")
         model.load_state_dict(tensors[weights])
-        return model.eval(), make_schedule(config["schedule"]["name"], config["schedule"]["T"]), config
+        name = config["schedule"]["name"]
+        # the saved table when there is one (checkpoints before it rebuild the schedule by name)
+        schedule = from_tensors(name, tensors["schedule"]) if "schedule" in tensors else make_schedule(name, steps)
+        if steps != schedule.T:
+            raise ckpt.CheckpointError(f"checkpoint {str(path)!r}: its schedule table has {schedule.T} steps, "
+                                       f"config.json says {steps}")
+        return model.eval(), schedule, config
     except ckpt.CheckpointError:
         raise
     except UsageError as e:  # a name in config.json this version does not know (a schedule, a prediction type)
@@ -270,7 +276,7 @@ def prepare(
             if result.losses:
                 stats = {**stats, "final_loss": final_loss(result.losses)}
             # ablation models (trained with overrides) are never autoguidance's base: no weak copy
-            stems = ("config", "ema") if overrides else ("config", "ema", "weak")
+            stems = ("config", "ema", "schedule") if overrides else ("config", "ema", "weak", "schedule")
             reference.offer(name, "denoiser", key, model_dir, stems=stems,
                             card={"seed": tc.seed, "train_s": stats.get("wall_s"), "train": stats,
                                   "final_loss": stats.get("final_loss")})

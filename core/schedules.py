@@ -76,6 +76,29 @@ def make(name: str, T: int) -> Schedule:  # noqa: N803
     return SCHEDULES[name](T)
 
 
+def to_tensors(schedule: Schedule) -> dict[str, Tensor]:
+    """Everything sampling needs from ``schedule`` as named tensors, for a checkpoint: a model trained on a
+    schedule registered at run time (a plug-in's) still samples where that code is not imported."""
+    out = {"alpha_bar": schedule.alpha_bar}
+    for steps, (t, ab) in schedule.grids.items():
+        out[f"grid.{steps}.t"], out[f"grid.{steps}.alpha_bar"] = t, ab
+    return out
+
+
+def from_tensors(name: str, tensors: Mapping[str, Tensor]) -> Schedule:
+    """The inverse of :func:`to_tensors`; raises :class:`UsageError` on a table that is no schedule."""
+    alpha_bar = tensors.get("alpha_bar")
+    if alpha_bar is None or alpha_bar.ndim != 1 or not len(alpha_bar) or not bool(
+            ((alpha_bar > 0) & (alpha_bar < 1)).all()):
+        raise UsageError("the schedule table needs 'alpha_bar': a 1-D tensor of values in (0, 1)")
+    grids = {}
+    for key in tensors:
+        if key.startswith("grid.") and key.endswith(".t"):
+            steps = int(key.split(".")[1])
+            grids[steps] = (tensors[key], tensors[f"grid.{steps}.alpha_bar"])
+    return Schedule(name, alpha_bar.double(), grids)
+
+
 class Grid(NamedTuple):
     """The noise levels a sampler visits, most noisy first; after the last it jumps to clean data."""
 

@@ -42,7 +42,7 @@ from core.errors import UsageError
 from core.parameterization import estimate, noise, target
 from core.precision import Bf16, autocast, resolve_device
 from core.progress import bar as progress_bar
-from core.schedules import Schedule
+from core.schedules import Schedule, to_tensors
 
 
 @dataclass(frozen=True)
@@ -176,9 +176,11 @@ def save_checkpoint(
     stats: dict[str, float],
     weak: dict[str, Tensor] | None = None,
     device: torch.device | None = None,
+    schedule: Schedule | None = None,
 ) -> None:
     """Write the run's state; ``weak``: the early EMA weights kept for autoguidance, once they exist;
-    ``device``: where it trains (a GPU's RNG state is saved too)."""
+    ``device``: where it trains (a GPU's RNG state is saved too); ``schedule``: its table, so that sampling never
+    depends on rebuilding the schedule by name."""
     opt_tensors, groups = _flatten_optimizer(optimizer.state_dict())
     ckpt.save(
         out,
@@ -187,6 +189,7 @@ def save_checkpoint(
             "ema": ema.state_dict(),
             "training": {**opt_tensors, "rng": generator.get_state(), **_global_rng(device)},
             **({"weak": weak} if weak is not None else {}),
+            **({"schedule": to_tensors(schedule)} if schedule is not None else {}),
         },
         json_files={"config": config, "training": {"step": step, "param_groups": groups, "stats": stats}},
     )
@@ -306,7 +309,8 @@ def train(
             stats["wall_s"] = wall_before + elapsed
             if step > start_step:
                 stats["examples_per_s"] = (step - start_step) * config.batch_size / elapsed
-            save_checkpoint(out, model, ema, optimizer, generator, step, full_config, stats, weak, device)
+            save_checkpoint(out, model, ema, optimizer, generator, step, full_config, stats, weak, device,
+                            schedule)
             saved_step, saved_at = step, time.monotonic()
 
         def due() -> bool:

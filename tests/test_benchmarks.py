@@ -12,8 +12,14 @@ def test_guidance_cost_records_every_variant(tmp_path: Path) -> None:
     rows = {r["variant"]: r for r in records.read(tmp_path / "guidance_cost.jsonl")}
     assert set(rows) == {"unguided", "cfg_batched", "cfg_separate", "compose_2", "compose_3", "apg", "auto",
                          "classifier"}
-    assert rows["unguided"]["ratio_to_unguided"] == 1.0
     assert all(r["seconds_per_step"] > 0 for r in rows.values())
+    # what each variant evaluates per step, counted from the denoiser's forwards: batching is what makes CFG
+    # cost one forward of twice the rows, and compositions one forward of K + 1 branches
+    shape = {name: (r["forwards"], r["rows"]) for name, r in rows.items()}
+    assert shape["unguided"] == (1, 16)  # w = 0 skips the unconditional branch
+    assert shape["cfg_batched"] == (1, 32) and shape["cfg_separate"] == (2, 32)
+    assert shape["compose_2"] == (1, 48) and shape["compose_3"] == (1, 64)
+    assert shape["apg"] == (1, 32) and shape["auto"] == (1, 16)  # autoguidance: the weak model is the other pass
 
 
 def test_guidance_cost_rejects_bad_batch(tmp_path: Path) -> None:

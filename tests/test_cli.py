@@ -145,3 +145,76 @@ def test_console_script_prints_no_traceback() -> None:
                           capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and proc.stderr.startswith("error: unknown modality 'nope'")
+
+
+def test_threads_sets_torchs_thread_count_and_is_range_checked(capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        assert main(["--threads", "1", "list"]) == 0  # before the subcommand
+        assert torch.get_num_threads() == 1
+        torch.set_num_threads(before)
+        assert main(["list", "--threads", "1"]) == 0  # or after it
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    capsys.readouterr()
+    assert main(["list", "--threads", "0"]) == 2
+    assert "--threads" in capsys.readouterr().err
+
+
+def test_version_prints_the_installed_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from importlib import metadata
+
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0
+    assert capsys.readouterr().out.strip() == f"crossguide {metadata.version('crossguide')}"
+
+
+def test_every_crossguide_command_in_the_readme_parses() -> None:
+    """Each ``crossguide ...`` command of the README's shell blocks, as a user would paste it, gets through the
+    real parser and its range checks (running them is the study's and the benches' tests' job)."""
+    import re
+    import shlex
+
+    from core.cli import _arguments, _check_ranges, parser
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```bash\n(.*?)```", readme, re.S)
+    commands = [shlex.split(part, comments=True) for block in blocks for line in block.splitlines()
+                for part in line.split("&&")]
+    commands = [c for c in commands if c and c[0] == "crossguide"]
+    assert len(commands) >= 20, len(commands)
+    for argv in commands:
+        _check_ranges(parser().parse_args(_arguments(argv[1:])))
+
+
+class _Echo:
+    """A command plug-in, as another package would ship one through the crossguide.commands entry point."""
+
+    help = "print a word"
+
+    def add_arguments(self, p) -> None:
+        p.add_argument("--word", default="hello")
+
+    def run(self, args) -> int:
+        print(f"echo {args.word}")
+        return 0
+
+
+def test_commands_come_from_entry_points_and_a_broken_one_says_why(monkeypatch: pytest.MonkeyPatch,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    import core.cli as cli
+
+    installed = cli.commands()
+    assert {"study", "reference"} <= installed.keys()  # benchmarks/ registers them; core/ never imports it
+    assert "benchmarks" not in (ROOT / "core" / "cli.py").read_text(encoding="utf-8")
+    monkeypatch.setattr(cli, "commands", lambda: {**installed, "echo": _Echo(),
+                                                  "bad": cli._Broken("bad", "ImportError: no module x")})
+    assert main(["echo", "--word", "guidance"]) == 0
+    assert capsys.readouterr().out == "echo guidance\n"
+    assert main(["bad"]) == 2
+    assert capsys.readouterr().err.strip() == ("error: command 'bad' is installed but failed to load "
+                                               "(ImportError: no module x)")

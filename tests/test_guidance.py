@@ -2,6 +2,8 @@
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from core import conditions as C
 from core.denoiser import Denoiser
@@ -190,3 +192,31 @@ def test_self_conditioning_feeds_back_the_previous_guided_estimate_through_the_t
         torch.testing.assert_close(fed, torch.cat([first.x0, first.x0]).float())
         fn(x, step, None)  # a new trajectory on the same object sees nothing of the last one
     assert model.seen[-1] is None
+
+
+WEIGHTS = st.lists(st.floats(-50, 50, allow_nan=False, allow_infinity=False), min_size=1, max_size=4)
+
+
+@settings(max_examples=200, deadline=None)
+@given(ws=WEIGHTS, vs=WEIGHTS, a=st.floats(-3, 3, allow_nan=False))
+def test_guidance_coefficients_are_affine_in_w_and_sum_to_one(ws: list[float], vs: list[float], a: float) -> None:
+    """Ho & Salimans Eq. 6 / Liu et al. Eq. 10 as coefficients of (base, term_1..K): every column sums to 1, the
+    map from weights to coefficients is affine, and term i's coefficient is exactly 1 + w_i."""
+    k = min(len(ws), len(vs))
+    w, v = torch.tensor(ws[:k], dtype=torch.float64)[:, None], torch.tensor(vs[:k], dtype=torch.float64)[:, None]
+    cw, cv = coefficients(w), coefficients(v)
+    assert torch.allclose(cw.sum(0), torch.ones(1, dtype=torch.float64), atol=1e-9)
+    assert torch.allclose(coefficients(a * w + (1 - a) * v), a * cw + (1 - a) * cv, atol=1e-9)
+    assert torch.equal(cw[1:], 1 + w)
+
+
+@settings(max_examples=100, deadline=None)
+@given(k=st.integers(1, 4), i=st.integers(0, 3))
+def test_w0_keeps_only_the_term_and_w_minus_1_only_the_base(k: int, i: int) -> None:
+    """A single term at w = 0 is the conditional model alone, at w = -1 the base (unconditional) alone; with K
+    terms, one at w = 0 and the rest at -1 selects that term."""
+    i = i % k
+    w = torch.full((k, 1), -1.0, dtype=torch.float64)
+    assert torch.equal(coefficients(w)[:, 0], torch.eye(k + 1, dtype=torch.float64)[0])
+    w[i] = 0.0
+    assert torch.equal(coefficients(w)[:, 0], torch.eye(k + 1, dtype=torch.float64)[i + 1])

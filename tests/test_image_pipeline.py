@@ -28,8 +28,9 @@ def test_smoke_bench_trains_samples_and_evaluates_end_to_end(tmp_path: Path):
         assert r["modality"] == "image" and r["dataset"] == "shapes" and r["n"] == n
         m = r["metrics"]
         assert {"adherence", "adherence/shape", "adherence/color", "fd", "diversity", "saturated"} <= set(m)
-        assert 0 <= m["adherence"] <= 1 and m["fd"] >= 0 and m["diversity"] > 0
-        assert r["extra"]["evaluator"]["held_out_accuracy"]["joint"] >= 0  # recorded with the evaluator
+        assert 0 <= m["adherence"] <= 1 and m["fd"] > 0 and m["diversity"] > 0
+        # recorded with the evaluator: even the smoke judge (40 steps) is well above chance (1/16) on held-out data
+        assert 1 / 16 < r["extra"]["evaluator"]["held_out_accuracy"]["joint"] <= 1
         with Image.open(tmp_path / r["picture"]) as im:
             assert im.size[0] > 100 and im.size[1] > 16 * 8  # a labelled grid, a row per condition
     # unguided settings need one branch per step, guided ones two (unconditional + conditional)

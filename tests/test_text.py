@@ -231,6 +231,34 @@ def test_distinct_and_self_bleu():
     assert D.grouped(D.self_bleu, [a, a, b, a], [0, 0, 1, 1]) == pytest.approx((1.0 + mixed) / 2)
 
 
+# fixed sentences with the cases a BLEU gets wrong: hypotheses shorter than 4 tokens, repeated words (clipping),
+# no shared word, references of other lengths (brevity penalty), a sentence repeated exactly
+FIXED = [s.split() for s in (
+    "the cat sat on the mat", "the the the the", "a dog ran in the park", "cotto serves italian food .",
+    "cotto serves food", "cheap", "the cat", "zizzi is by the river and it is cheap .", "the cat sat on the mat",
+    "riverside pub", "a b c d e f g h",
+)]
+
+
+def test_bleu_self_bleu_and_distinct_match_an_independent_implementation():
+    """NLTK's sentence BLEU with Chen & Cherry's smoothing 1 (what Texygen's self-BLEU calls) and its n-grams."""
+    from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
+    from nltk.util import ngrams
+
+    smooth = SmoothingFunction(epsilon=0.1).method1
+    for i, hyp in enumerate(FIXED):
+        refs = FIXED[:i] + FIXED[i + 1:]
+        assert D.bleu(hyp, refs) == pytest.approx(sentence_bleu(refs, hyp, smoothing_function=smooth), abs=1e-12), hyp
+    expected = sum(sentence_bleu(FIXED[:i] + FIXED[i + 1:], h, smoothing_function=smooth)
+                   for i, h in enumerate(FIXED)) / len(FIXED)
+    assert D.self_bleu(FIXED) == pytest.approx(expected, abs=1e-12)
+    assert D.bleu(["cheap"], [["the", "cat"]]) == 0.0  # no word in common: 0, as NLTK
+    assert 0 < D.bleu(["the", "cat"], [["the", "dog"]]) < 1  # two tokens: smoothed higher orders, not 0
+    for n in (1, 2, 3):
+        grams = [g for s in FIXED for g in ngrams(s, n)]
+        assert D.distinct(FIXED, n) == pytest.approx(len(set(grams)) / len(grams))
+
+
 def test_language_model_scores_the_end_of_each_sentence():
     ids = torch.tensor([[5, 6, 0, 0], [7, 0, 0, 0]])
     inputs, labels = LM.sequences(ids, 0)

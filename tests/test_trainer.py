@@ -221,3 +221,20 @@ def test_the_weak_copy_is_the_ema_at_weak_at_and_survives_a_resume_across_it(tmp
     assert all(torch.equal(weak[k], resumed[k]) for k in weak)
     train(_mlp(), SCHEDULE, data, replace(config, weak_at=0.0), out=tmp_path / "none", progress=False)
     assert "weak" not in ckpt.load(tmp_path / "none").tensors
+
+
+def test_a_checkpoint_carries_its_schedule_table_so_a_plugin_schedule_loads_without_its_code(tmp_path: Path) -> None:
+    """A modality may override ``schedule()`` with one no registry knows by name: the checkpoint keeps the
+    alpha_bar table and the fast grids, and loading uses them instead of rebuilding the schedule by name."""
+    from core.pipeline import load_model
+    from core.schedules import Schedule, respace
+
+    ab = torch.linspace(0.999, 0.01, 300, dtype=torch.float64)  # no registered schedule has this table
+    fast = (torch.tensor([299.0, 150.0, 0.0]), ab[[299, 150, 0]])
+    custom = Schedule("my-plugin-schedule", ab, {3: fast})
+    train(_mlp(), custom, toy_data(), _small(3), out=tmp_path / "c", progress=False,
+          meta={"modality": "toy", "dataset": "mixture", "preset": "smoke"})
+    _, schedule, config = load_model(tmp_path / "c")
+    assert config["schedule"] == {"name": "my-plugin-schedule", "T": 300}
+    assert torch.equal(schedule.alpha_bar, ab)
+    assert torch.equal(respace(schedule, 3).alpha_bar, fast[1]) and torch.equal(respace(schedule, 3).t, fast[0])

@@ -25,20 +25,20 @@ def distinct(sentences: Sequence[Sentence], n: int) -> float:
 def bleu(hypothesis: Sentence, references: Sequence[Sentence], max_n: int = 4, epsilon: float = 0.1) -> float:
     """Sentence BLEU (Papineni et al. 2002, Eq. in Sec. 2.3): clipped n-gram precisions up to ``max_n``,
     geometric mean, brevity penalty against the closest reference length; a zero count becomes ``epsilon``
-    (Chen & Cherry 2014, smoothing 1, as NLTK's ``method1`` that Texygen uses)."""
+    (Chen & Cherry 2014, smoothing 1, as NLTK's ``method1`` that Texygen uses). As there, a hypothesis shorter
+    than ``n`` counts 0 matches of 1 n-gram (smoothed, not 0), and one without a single matching word scores 0."""
     if not hypothesis or not references:
         return 0.0
     log_p = 0.0
     for n in range(1, max_n + 1):
         hyp = Counter(ngrams(hypothesis, n))
-        total = sum(hyp.values())
-        if total == 0:
-            return 0.0
         most = Counter()
         for ref in references:
             most |= Counter(ngrams(ref, n))
         clipped = sum(min(c, most[g]) for g, c in hyp.items())
-        log_p += math.log((clipped or epsilon) / total) / max_n
+        if n == 1 and clipped == 0:
+            return 0.0
+        log_p += math.log((clipped or epsilon) / max(1, sum(hyp.values()))) / max_n
     h = len(hypothesis)
     r = min((len(ref) for ref in references), key=lambda k: (abs(k - h), k))
     bp = 1.0 if h > r else math.exp(1 - r / h)
