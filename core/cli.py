@@ -148,7 +148,8 @@ def parser() -> argparse.ArgumentParser:
                             "1 is often several times faster")
     ap = _Parser(prog="crossguide", description="classifier-free guidance across data types", parents=[debug])
     ap.add_argument("--version", action="version", version=f"crossguide {_version()}")
-    ap.set_defaults(debug=False, threads=None)
+    # no set_defaults for --debug/--threads: the option objects are shared with every subcommand (parents=), so a
+    # default set here would overwrite, in the subcommand's pass, a value given before the subcommand
     sub = ap.add_subparsers(dest="command", required=True)
 
     def command(name: str, text: str) -> argparse.ArgumentParser:
@@ -263,7 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parser().parse_args(_arguments(argv))
         _check_ranges(args)
-        if args.threads is not None:
+        if getattr(args, "threads", None) is not None:
             import torch
 
             torch.set_num_threads(args.threads)
