@@ -41,6 +41,10 @@ from core.trainer import train
 SIGNALS = {"kill": signal.SIGKILL, "term": signal.SIGTERM, "int": signal.SIGINT}
 
 
+def _before_training(signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt(f"{signal.Signals(signum).name}: stopped before training started")
+
+
 def run_child(out: Path, modality: str, preset: str, dropout: float | None, checkpoint_minutes: float) -> None:
     """Train ``modality``'s ``preset`` denoiser into ``out`` (resuming what is there): the children's work."""
     m = get_modality(modality)
@@ -50,7 +54,10 @@ def run_child(out: Path, modality: str, preset: str, dropout: float | None, chec
     data = m.load_dataset(None, preset, None, 0).train
     model = m.init_model(spec, data, spec.train.seed)
     config = replace(spec.train, device="cpu", checkpoint_minutes=checkpoint_minutes)
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, even if our parent ignores Ctrl-C
+    # until the trainer installs its own handlers, SIGINT and SIGTERM stop the child as they would during training
+    # (exit 130; nothing to save yet), rather than SIGTERM's default of dying with -15
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _before_training)
     print("ready", flush=True)
     train(model, m.schedule(spec), data, config, out=out, progress=False)
 
