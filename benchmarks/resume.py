@@ -137,9 +137,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         lost = sent - max(started, written) if written is not None and written >= started else sent - started
         events.append({"signal": name, "after_s": round(sent - started, 2), "step_before": before, "step_after": step,
                        "lost_s": round(max(0.0, lost), 2), "exit": proc.returncode,
+                       "landed": proc.returncode != 0,  # 0: the run ended between our check and the signal
                        "message": (said.strip().splitlines() or [""])[-1]})
         print(f"{name:>4}: launched at step {before}, signalled after {sent - started:.1f} s, saved step {step}, "
               f"lost {events[-1]['lost_s']:.1f} s, exit {proc.returncode}", flush=True)
+        if not events[-1]["landed"]:
+            break  # the run is complete: nothing left to interrupt
     proc, _ = _launch(args, interrupted)
     _, err = proc.communicate()
     if proc.returncode != 0:
