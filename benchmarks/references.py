@@ -162,32 +162,26 @@ class ReferenceCommand:
         if args.modalities is not None and args.names:
             raise UsageError("give artifact names or --modalities, not both")
         if args.action == "rescore":
-            print(f"rescored {', '.join(rescore(args.names or self._denoisers(args.modalities)))}")
-            print(list_table())
-            return 0
-        if args.names:
-            jobs = {m: [n for n in args.names if owner(n) == m] for m in dict.fromkeys(map(owner, args.names))}
+            chosen = _modalities(args.modalities)
+            names = args.names or [a.name for a in reference.artifacts()
+                                   if a.entry["kind"] == "denoiser" and owner(a.name) in chosen]
+            print(f"rescored {', '.join(rescore(names))}")
         else:
-            from benchmarks.study import MODALITIES
-            from core.cli import parse_names
-
-            chosen = (MODALITIES if args.modalities is None
-                      else parse_names(args.modalities, "--modalities", "modality", MODALITIES))
-            jobs = {m: None for m in chosen}
-        for modality, names in jobs.items():
-            made = build(modality, preset=args.preset, names=names, quality=not args.no_quality)
-            print(f"{modality}: built {', '.join(made) or 'nothing'}")
+            jobs = ({m: [n for n in args.names if owner(n) == m] for m in dict.fromkeys(map(owner, args.names))}
+                    if args.names else {m: None for m in _modalities(args.modalities)})
+            for modality, names in jobs.items():
+                made = build(modality, preset=args.preset, names=names, quality=not args.no_quality)
+                print(f"{modality}: built {', '.join(made) or 'nothing'}")
         print(list_table())
         return 0
 
 
-    @staticmethod
-    def _denoisers(modalities: str | None) -> list[str]:
-        from benchmarks.study import MODALITIES
-        from core.cli import parse_names
+def _modalities(option: str | None) -> list[str]:
+    """``--modalities``: the study's modalities unless given."""
+    from benchmarks.study import MODALITIES
+    from core.cli import parse_names
 
-        chosen = MODALITIES if modalities is None else parse_names(modalities, "--modalities", "modality", MODALITIES)
-        return [a.name for a in reference.artifacts() if a.entry["kind"] == "denoiser" and owner(a.name) in chosen]
+    return list(MODALITIES) if option is None else parse_names(option, "--modalities", "modality", MODALITIES)
 
 
 COMMAND = ReferenceCommand()

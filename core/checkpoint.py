@@ -240,17 +240,24 @@ def _manifest_problem(manifest: Any) -> str | None:
     return None
 
 
-def _verify(path: Path) -> dict[str, dict[str, Any]]:
-    """:func:`verify` without the recovery (which itself verifies candidates with this)."""
-    if not path.is_dir():
-        raise CheckpointError(f"checkpoint {str(path)!r} does not exist or is not a directory")
+def read_manifest(path: Path) -> dict[str, dict[str, Any]]:
+    """The checkpoint's manifest (file name -> sha256 and size), checked for shape but not against the files:
+    e.g. the weights' sha256, which names a model (``name@`` its first 12 hex digits)."""
     try:
-        manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+        manifest = json.loads((Path(path) / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise CheckpointError(f"checkpoint {str(path)!r} has no readable {MANIFEST} ({e.__class__.__name__})") from e
     problem = _manifest_problem(manifest)
     if problem is not None:
         raise CheckpointError(f"checkpoint {str(path)!r}: {MANIFEST} {problem}")
+    return manifest
+
+
+def _verify(path: Path) -> dict[str, dict[str, Any]]:
+    """:func:`verify` without the recovery (which itself verifies candidates with this)."""
+    if not path.is_dir():
+        raise CheckpointError(f"checkpoint {str(path)!r} does not exist or is not a directory")
+    manifest = read_manifest(path)
     for name, entry in manifest.items():
         f = path / name
         if not f.is_file():

@@ -10,7 +10,6 @@ attributes ``c`` states. Classifier guidance (:mod:`core.rules.classifier`) diff
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
@@ -190,7 +189,7 @@ def fit_classifier(
                     card={"seed": train_config.seed, "train_s": stats.get("wall_s"), "train": stats,
                           "final_loss": stats.get("final_loss"),
                           "quality": {"held-out joint accuracy by noise level": accuracy}})
-    weights = json.loads((where / ckpt.MANIFEST).read_text(encoding="utf-8"))["ema.safetensors"]["sha256"]
+    weights = ckpt.read_manifest(where)["ema.safetensors"]["sha256"]
     info = {"held_out_accuracy_by_sigma": accuracy, "train": stats, "step": step, "directory": str(where),
             "fingerprint": key, "id": f"{name}@{weights[:12]}", "source": source}
     return clf, info

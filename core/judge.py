@@ -9,7 +9,6 @@ judges ship as reference artifacts (:mod:`core.reference`): judges are part of t
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
@@ -139,7 +138,7 @@ def cached(cache: Path, name: str, key: str, build: Callable[[], nn.Module],
     reference.offer(name, kind, key, path, stems=("weights", "info", "config"),
                     card={"seed": info.get("fit", {}).get("seed"), "train_s": info.get("train_s"),
                           "final_loss": info.get("final_loss"), "quality": info.get("quality")})
-    weights = json.loads((path / ckpt.MANIFEST).read_text(encoding="utf-8"))["weights.safetensors"]["sha256"]
+    weights = ckpt.read_manifest(path)["weights.safetensors"]["sha256"]
     source = "reference" if artifact is not None else "trained"
     return module.eval(), {**info, "id": f"{name}@{weights[:12]}", "source": source}
 

@@ -2,7 +2,7 @@
 
 Guidance is a sampling-time method, and the field compares guidance rules on fixed checkpoints judged by fixed
 feature extractors (FID's Inception network). crossguide ships such *reference artifacts* for its quick presets:
-denoisers, noise classifiers, judges and the language model the text evaluator scores with. Each is a checkpoint
+denoisers, noise classifiers, judges and any language model an evaluator scores with. Each is a checkpoint
 directory (:mod:`core.checkpoint`) beside a model card (``CARD.md``) in the ``reference/`` folder of the package
 that provides its modality (:attr:`core.registry.Modality.references`), indexed by ``references.json``:
 name -> kind, the fingerprint of the config and data that made it, the sha256 and size of every file, and the
@@ -195,7 +195,7 @@ def offer(name: str, kind: str, key: str, source: Path, *, stems: tuple[str, ...
     json_files = {**saved.json, "config": {**config, "fingerprint": key}}
     dest = build.store / name
     ckpt.save(dest, saved.tensors, json_files)
-    manifest = json.loads((dest / ckpt.MANIFEST).read_text(encoding="utf-8"))
+    manifest = ckpt.read_manifest(dest)
     weights = next(manifest[f"{s}.safetensors"]["sha256"] for s in ("ema", "weights") if f"{s}.safetensors" in manifest)
     entry = {"kind": kind, "fingerprint": key, "bytes": sum(f["bytes"] for f in manifest.values()),
              "id": f"{name}@{weights[:12]}",

@@ -291,9 +291,9 @@ def train(
         saved_step = None  # the step of the checkpoint in `out`
         if out is not None:
             ckpt.check_target(out)  # before any work: a folder of other files is never replaced
-        if out is not None and ckpt.exists(out):
-            step, stats, weak = _resume(out, model, ema, optimizer, generator, full_config, device)
-            saved_step = step
+            if ckpt.exists(out):
+                step, stats, weak = _resume(out, model, ema, optimizer, generator, full_config, device)
+                saved_step = step
         net = nn.parallel.DistributedDataParallel(model) if world > 1 else model
         per_rank = config.batch_size // world
         end = config.steps if stop_at is None else min(stop_at, config.steps)
