@@ -146,3 +146,18 @@ def test_reference_cli_lists_verifies_and_rejects_unknown_names(use: Path, capsy
     assert "FAILED" not in capsys.readouterr().out
     assert main(["reference", "build", "denoiser-nosuch-x"]) == 2
     assert "not KIND-MODALITY" in capsys.readouterr().err
+
+
+def test_rescore_measures_a_denoisers_card_again_and_rejects_other_names(use: Path,
+                                                                        capsys: pytest.CaptureFixture) -> None:
+    name = "denoiser-toy-mixture-smoke"
+    assert "quality" not in reference.read_index(use)[name]  # built without its table
+    assert main(["reference", "rescore", name]) == 0
+    first = reference.read_index(use)[name]["quality"][references.QUALITY]
+    assert [r["w"] for r in first] == sorted(r["w"] for r in first) and len(first) >= 5
+    assert references.QUALITY in (use / name / reference.CARD).read_text(encoding="utf-8")
+    assert main(["reference", "rescore", name]) == 0  # same weights, same (exact) judge, same seed: same table
+    assert reference.read_index(use)[name]["quality"][references.QUALITY] == first
+    capsys.readouterr()
+    assert main(["reference", "rescore", "classifier-toy-mixture-smoke"]) == 2
+    assert "is not a denoiser artifact; valid: denoiser-" in capsys.readouterr().err
