@@ -39,3 +39,28 @@ def test_usage_errors_name_the_choices() -> None:
         assert "notes" in str(e) and "spoken-digits" in str(e) and "folder" in str(e)
     else:
         raise AssertionError("an unknown dataset must be a UsageError")
+
+
+def test_spectrogram_grid_is_one_png_with_a_tile_per_sample_low_frequencies_at_the_bottom(tmp_path: Path) -> None:
+    import math
+
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from modalities.audio.outputs import TILE, spectrogram_grid
+
+    t = torch.arange(1000) / 4000
+    clips = torch.stack([torch.sin(2 * math.pi * f * t) for f in (250.0, 1000.0)] * 5)[:, None]  # [10, 1, 1000]
+    labels = [{"pitch": name} for name in ("low", "high")] * 5
+    spectrogram_grid(clips, labels, tmp_path / "grid.png", "two sines", 4000, columns=8)
+    with Image.open(tmp_path / "grid.png") as im:
+        pixels = np.asarray(im.convert("L"), dtype=float)
+    height, width = TILE
+    assert pixels.shape == (18 + 2 * (height + 16), 4 + 8 * (width + 4))  # title, 2 rows of captioned tiles
+
+    def brightest_row(k: int) -> int:  # within tile k (tiles are grouped by condition: low, low, ..., high, ...)
+        x, y = 4 + (k % 8) * (width + 4), 18 + (k // 8) * (height + 16) + 12
+        return int(pixels[y:y + height, x:x + width].mean(1).argmax())
+
+    assert brightest_row(0) > brightest_row(5) + 10  # the 250 Hz tile's line sits lower than the 1 kHz tile's
