@@ -7,6 +7,7 @@ predictions (for adherence). Modality-specific, model-free metrics come from :me
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
@@ -36,24 +37,39 @@ class Evaluator(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class Evaluation:
+    """The metrics of one generated set, with the per-sample data that paired bootstrap intervals
+    (:mod:`core.stats`) resample."""
+
+    metrics: dict[str, float]
+    judged: dict[str, Tensor]  # judged value index per attribute [N] (for confusion matrices)
+    features: Tensor  # judge features of the samples [N, D]
+    correct: Tensor  # joint adherence per sample [N]: 1, 0, or NaN where nothing was requested
+    real: Tensor  # the real features they were compared with [min(N, N_real), D]
+
+
 def evaluate(
     evaluator: Evaluator, samples: Tensor, requested: Condition, reference: Tensor, *, k: int = 5
-) -> tuple[dict[str, float], dict[str, Tensor]]:
-    """Metrics of ``samples`` generated for ``requested`` against ``reference`` real features.
-
-    Returns the metrics dict and the judged attribute values (for confusion matrices).
-    """
+) -> Evaluation:
+    """Metrics of ``samples`` generated for ``requested`` against real features ``reference`` ``[N_real, D]``, rows
+    in random order: every distance compares equal counts, the ``N`` samples with the first ``N`` real rows (FD's
+    bias and the k-NN radii of precision/recall depend on each side's count; Binkowski et al. 2018, Sec. 4)."""
     feats = evaluator.features(samples).float()
     judged = evaluator.classify(samples)
+    real = reference[: len(feats)]
     groups = [tuple(sorted(c.items())) for c in C.unstack(requested)]
+    kid, kid_se = M.kid(real, feats) if min(len(real), len(feats)) >= 3 else (float("nan"), float("nan"))
     metrics = {
-        "fd": M.frechet_distance(reference, feats),
+        "fd": M.frechet_distance(real, feats),
+        "kid": kid,
+        "kid_se": kid_se,
         "diversity": M.diversity(feats, groups),
         **M.adherence(requested, judged),
-        **M.prdc(reference, feats, k=k),
+        **M.prdc(real, feats, k=k),
         **evaluator.objective(samples, requested),
     }
-    return metrics, judged
+    return Evaluation(metrics, judged, feats, M.joint_correct(requested, judged), real)
 
 
 def reference_diversity(evaluator: Evaluator, data: Tensor, cond: Condition) -> float:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from core import checkpoint as ckpt
@@ -26,7 +27,7 @@ from core.classifier import NoiseClassifier, fit_classifier
 from core.data import Splits
 from core.denoiser import Denoiser
 from core.errors import UsageError
-from core.evaluation import Evaluator, evaluate, reference_diversity
+from core.evaluation import Evaluation, Evaluator, evaluate, reference_diversity
 from core.guidance import Guidance
 from core.judge import final_loss
 from core.registry import Modality, Preset
@@ -54,7 +55,7 @@ class Context:
     model: Denoiser  # EMA weights
     schedule: Schedule
     evaluator: Evaluator
-    reference: Tensor  # evaluator features of the real test set [N, D]
+    reference: Tensor  # evaluator features of the real test set [N, D], rows in a fixed random order
     reference_diversity: float
     model_id: str
     train_config: dict[str, Any]  # the TrainConfig the model was trained with (p_uncond, steps, ...)
@@ -283,6 +284,9 @@ def prepare(
     evaluator = modality.evaluator(splits, preset, cache_dir())
     with torch.no_grad():
         real = evaluator.features(splits.test.x).float()
+    # a fixed random order, so that the first n rows (the equal-count comparison set of every setting with n
+    # samples) are a random subset of the test set rather than its first conditions
+    real = real[torch.randperm(len(real), generator=torch.Generator().manual_seed(0))]
     return Context(
         modality, dataset, preset, spec, splits, model, schedule, evaluator, real,
         reference_diversity(evaluator, splits.test.x, splits.test.cond), model_id, train_config, stats, model_dir,
@@ -312,13 +316,15 @@ def run_setting(ctx: Context, setting: Setting, seed: int, out: Path, *, progres
                    seed=seed, batch_size=ctx.preset.batch, bf16=ctx.preset.train.bf16, helpers=helpers,
                    progress=progress)
     t0 = time.perf_counter()
-    metrics, judged = evaluate(ctx.evaluator, gen.samples, cond, ctx.reference)
+    ev = evaluate(ctx.evaluator, gen.samples, cond, ctx.reference)
+    metrics, judged = ev.metrics, ev.judged
     metrics["diversity_rel"] = metrics["diversity"] / ctx.reference_diversity
     eval_s = time.perf_counter() - t0
     sid = setting.id(seed)
+    sample_dir = out / "samples"
+    write_evaluation(sample_dir / f"{sid}.eval.safetensors", ev)
     labels = [C.names(c, ctx.attributes) for c in choices]
     info = ctx.splits.train.info
-    sample_dir = out / "samples"
     paths = ctx.modality.write_samples(gen.samples, labels, sample_dir / sid, info)
     ctx.modality.draw(gen.samples, labels, sample_dir / f"{sid}.png", _title(ctx, setting), info)
     extras = ctx.modality.describe(gen.samples, info)
@@ -336,7 +342,8 @@ def run_setting(ctx: Context, setting: Setting, seed: int, out: Path, *, progres
         "rule": g.rule, "rule_options": dict(g.options), "rule_label": g.label(), "w": g.w,
         "terms": g.to_json()["terms"], "guidance": g.to_json(),
         "sampler": setting.sampler, "steps": setting.steps, "nfe": gen.nfe, "seed": seed, "n": len(choices),
-        "metrics": metrics, "wall_s": gen.wall_s, "samples_per_s": len(choices) / gen.wall_s,
+        "n_real": len(ev.real), "feature_dim": ev.features.shape[1], "metrics": metrics,
+        "wall_s": gen.wall_s, "samples_per_s": len(choices) / gen.wall_s,
         "section": setting.section, "setting": sid, "picture": f"samples/{sid}.png",
         "judge": ctx.evaluator.info.get("id", "unknown"),
         "sources": {"model": ctx.model_source, "judge": ctx.evaluator.info.get("source", "trained"),
@@ -348,6 +355,19 @@ def run_setting(ctx: Context, setting: Setting, seed: int, out: Path, *, progres
         },
     }
     return records.append(out / "records.jsonl", record)
+
+
+def write_evaluation(path: Path, ev: Evaluation) -> None:
+    """The per-sample data of one setting's evaluation (judge features, joint adherence, the real features they
+    were compared with), which the report's bootstrap intervals resample (:mod:`core.stats`)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {"features": ev.features, "correct": ev.correct, "real": ev.real}
+    save_file({k: v.detach().float().cpu().contiguous() for k, v in tensors.items()}, str(path))
+
+
+def read_evaluation(path: Path) -> dict[str, Tensor]:
+    """What :func:`write_evaluation` wrote: ``features`` [N, D], ``correct`` [N], ``real`` [N, D] (float32)."""
+    return load_file(str(path))
 
 
 def _title(ctx: Context, setting: Setting) -> str:
