@@ -22,9 +22,12 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from torch import Tensor  # noqa: E402
 
-from core import records  # noqa: E402
-from core.metrics import mean_ci, spearman  # noqa: E402
+from core import metrics as M  # noqa: E402
+from core import records, stats  # noqa: E402
+from core.metrics import mean_ci  # noqa: E402
+from core.pipeline import read_evaluation  # noqa: E402
 
 Record = dict[str, Any]
 CORE_METRICS = {"adherence", "fd", "diversity", "diversity_rel", "precision", "recall", "density", "coverage"}
@@ -101,13 +104,82 @@ def value(r: Record, metric: str) -> float:
     return float("nan") if v is None else float(v)
 
 
+# metrics with per-sample data behind them (saved by core.pipeline.write_evaluation): these get bootstrap intervals
+# over samples and seeds, and differences of them paired intervals (core.stats); other metrics are seed means
+BOOTSTRAPPED = ("adherence", "fd", "kid")
+# replicates per interval: set-level distances cost an eigendecomposition (FD) or a kernel sum (KID) each
+REPS = {"adherence": stats.REPS, "fd": 400, "kid": 400}
+_intervals: dict[tuple[Any, ...], stats.Interval | None] = {}
+
+
+def _per_sample(group: Sequence[Record]) -> list[dict[str, Tensor]] | None:
+    """Each seed's saved evaluation, in seed order; None when a record has none (a run from before they were
+    saved)."""
+    paths = [r["_dir"] / "samples" / f"{r['setting']}.eval.safetensors" for r in sorted(group, key=lambda r: r["seed"])]
+    return [read_evaluation(p) for p in paths] if all(p.exists() for p in paths) else None
+
+
+def _statistic(metric: str, data: Sequence[dict[str, Tensor]]) -> tuple[list[Tensor], stats.Statistic]:
+    if metric == "adherence":
+        return [d["correct"] for d in data], stats.mean_statistic
+    make = M.frechet_statistic if metric == "fd" else M.kid_statistic
+    return [d["features"] for d in data], make(data[0]["real"])  # one real set per sample count
+
+
+def interval(group: Sequence[Record], metric: str, against: Sequence[Record] | None = None) -> stats.Interval | None:
+    """The bootstrap interval of ``metric`` for a seed group, or (``against``) of the paired difference
+    ``metric(group) - metric(against)``; None without per-sample data or when the groups do not pair (other seeds
+    or sample counts)."""
+    key = (metric, *[(str(r["_dir"]), r["setting"]) for r in group], "-",
+           *[(str(r["_dir"]), r["setting"]) for r in against or ()])
+    if key not in _intervals:
+        _intervals[key] = _compute_interval(group, metric, against)
+    return _intervals[key]
+
+
+def _compute_interval(group: Sequence[Record], metric: str,
+                      against: Sequence[Record] | None) -> stats.Interval | None:
+    data = _per_sample(group) if metric in BOOTSTRAPPED and group else None
+    if data is None:
+        return None
+    values, statistic = _statistic(metric, data)
+    if against is None:
+        return stats.bootstrap(values, statistic, reps=REPS[metric])
+    base = _per_sample(against) if sorted(r["seed"] for r in group) == sorted(r["seed"] for r in against) else None
+    if base is None or [len(v) for v in values] != [len(d["correct"]) for d in base]:
+        return None
+    base_values, baseline = _statistic(metric, base)
+    return stats.bootstrap(values, statistic, against=base_values, baseline=baseline, reps=REPS[metric])
+
+
+def stat(group: Sequence[Record], metric: str) -> tuple[float, float | None]:
+    """A seed group's ``metric``: the estimate and half its 95% bootstrap interval's width for the bootstrapped
+    metrics, else the mean over seeds and None (no interval)."""
+    iv = interval(group, metric)
+    if iv is not None:
+        return iv.estimate, iv.half
+    vals = [value(r, metric) for r in group if not math.isnan(value(r, metric))]
+    return (float(np.mean(vals)) if vals else float("nan")), None
+
+
+def compared(group: Sequence[Record], against: Sequence[Record], metric: str, what: str) -> str:
+    """A sentence part: a paired difference ``metric(group) - metric(against)`` with its 95% interval and whether
+    it is significant (the interval excludes 0)."""
+    iv = interval(group, metric, against)
+    if iv is None or math.isnan(iv.lo):
+        return f"{what}: no paired interval (no per-sample data)"
+    return f"{what} {iv.text()} ({'significant' if iv.excludes(0.0) else 'not significant'})"
+
+
 class Runs:
-    """The records of one run directory, grouped by setting id (without seed)."""
+    """The records of one run directory, grouped by setting id (without seed); each record knows its directory
+    (``_dir``), where its per-sample evaluation lies."""
 
     def __init__(self, directory: Path):
         self.directory = directory
         self.by_setting: dict[str, list[Record]] = defaultdict(list)
         for r in records.read(directory / "records.jsonl"):
+            r["_dir"] = directory
             self.by_setting[r["setting"].rsplit("-s", 1)[0]].append(r)
         self.manifest = records.read(directory / "samples" / "manifest.jsonl")
 
@@ -115,8 +187,8 @@ class Runs:
         """Seed groups for the ids that have records, in order."""
         return [self.by_setting[i] for i in ids if self.by_setting.get(i)]
 
-    def stat(self, group: Sequence[Record], metric: str) -> tuple[float, float]:
-        return mean_ci([value(r, metric) for r in group])
+    def stat(self, group: Sequence[Record], metric: str) -> tuple[float, float | None]:
+        return stat(group, metric)
 
     def provenance(self) -> tuple[list[str], list[str]]:
         """The judge ids and the model/judge sources (``model: reference``, ...) its records name."""
@@ -136,6 +208,16 @@ def matched_fd(points: Sequence[tuple[float, float]], target: float) -> float:
     return min(found) if found else float("nan")
 
 
+@dataclass(frozen=True)
+class Point:
+    """One setting on a rule's curve: its weight, (estimate, half-width) of adherence and FD, its seed group."""
+
+    w: float
+    adherence: tuple[float, float | None]
+    fd: tuple[float, float | None]
+    group: Sequence[Record]
+
+
 def cfg_w(group: Sequence[Record]) -> float | None:
     """The w of a plain single-term CFG setting on the full requested condition, else None."""
     terms = group[0]["terms"]
@@ -151,24 +233,35 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
-def _errorbars(ax: Any, xs: Sequence[float], stats: Sequence[tuple[float, float]], **kw: Any) -> None:
-    ax.errorbar(xs, [m for m, _ in stats], yerr=[h for _, h in stats], marker="o", capsize=3, ms=3, **kw)
+# axis labels for metric keys (modality metrics keep their keys)
+LABELS = {"adherence": "joint adherence", "fd": "Frechet distance (judge features)",
+          "kid": "KID (judge features)", "diversity": "within-condition diversity",
+          "diversity_rel": "diversity / real data's", "precision": "precision", "recall": "recall"}
 
 
 def metric_panels(series: dict[str, list[tuple[float, list[Record]]]], metrics: Sequence[str], xlabel: str,
-                  path: Path, title: str, runs: Runs | None = None, hline: dict[str, float] | None = None) -> Path:
-    """One panel per metric; one line per series of (x, seed group)."""
+                  path: Path, title: str, hline: dict[str, float] | None = None) -> Path:
+    """One panel per metric; one line per series of (x, seed group); error bars are 95% bootstrap intervals over
+    samples and seeds where the metric has them (:func:`stat`). A panel without data says so."""
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.3), squeeze=False)
     for ax, metric in zip(axes[0], metrics, strict=True):
+        drawn = False
         for label, points in series.items():
             pts = sorted(points, key=lambda p: p[0])
-            _errorbars(ax, [x for x, _ in pts], [mean_ci([value(r, metric) for r in g]) for _, g in pts],
-                       label=label)
+            values = [stat(g, metric) for _, g in pts]
+            if all(math.isnan(m) for m, _ in values):
+                continue
+            ax.errorbar([x for x, _ in pts], [m for m, _ in values], yerr=[h or 0.0 for _, h in values],
+                        marker="o", capsize=3, ms=3, label=label)
+            drawn = True
         if hline and metric in hline and not math.isnan(hline[metric]):
             ax.axhline(hline[metric], color="grey", ls="--", lw=0.8, label="unconditional (w=-1)")
         ax.set_xlabel(xlabel)
-        ax.set_ylabel(metric)
-        ax.legend(fontsize=6)
+        ax.set_ylabel(LABELS.get(metric, metric))
+        if drawn:
+            ax.legend(fontsize=6)
+        else:
+            ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes, color="grey")
     fig.suptitle(title, fontsize=9)
     return _save(fig, path)
 
@@ -255,8 +348,19 @@ class Report:
         self.add("p", f"Preset {s['preset']}, {s['seeds']} sampling seed(s) per setting, modalities: "
                       f"{', '.join(self.mods)}. Time: {last['seconds'] / 60:.1f} min for the latest run "
                       f"({last['settings_computed']} settings computed), {total / 60:.1f} min over "
-                      f"{len(s['runs'])} run(s). Numbers are means over seeds with 95% confidence intervals; w is "
-                      "the paper's weight: w = 0 is the conditional model, w = -1 the unconditional one.")
+                      f"{len(s['runs'])} run(s). w is the paper's weight: w = 0 is the conditional model, w = -1 the "
+                      "unconditional one.")
+        self.add("p", "Statistics. Joint adherence, FD and KID are given as 'estimate ± h', h half the width of a 95% "
+                      "bootstrap interval that redraws the sampling seeds and, within each, the samples (Davison & "
+                      "Hinkley 1997); other columns are means over seeds without an interval. Every comparison the "
+                      "text makes is a paired difference: settings share their initial noise and conditions seed by "
+                      "seed, so each bootstrap replicate draws the same rows for both sides; 'significant' means its "
+                      "95% interval excludes 0. These intervals cover sampling noise on one trained model; spread "
+                      "over training seeds is the subject of its own section when the study ran with "
+                      "--training-seeds. Every distance compares n generated with n real samples (records give n and "
+                      "the feature dimension); FD's estimate falls as n grows, KID's does not (Binkowski et al. "
+                      "2018). FD and KID are computed on each modality's own judge features, not Inception "
+                      "features: they are not comparable with published FID or KID numbers.")
         self.add("table", rows=[["package", "version"], *[[k, str(v)] for k, v in s["versions"].items()]])
         rows = [["modality", "dataset", "model", "attributes", "judge", "judge held-out accuracy",
                  "models and judges", "sampler", "train time"]]
@@ -364,25 +468,31 @@ class Report:
         return _save(fig, self.plots / f"tradeoff_{m}.png")
 
     def sweep_text(self, m: str, sw: dict[float, list[Record]]) -> str:
-        run = self.runs[m]
-        grid = sorted(w for w in sw if 0 <= w <= 4)
+        """What the sweep shows, every claim a paired difference with its 95% interval (:func:`compared`)."""
+        grid = [w for w in sorted(sw) if 0 <= w <= 4 and not math.isnan(stat(sw[w], "adherence")[0])]
         if not grid:
-            return ""
-        adh = [run.stat(sw[w], "adherence")[0] for w in grid]
-        fd = {w: run.stat(g, "fd")[0] for w, g in sw.items()}
-        div = [run.stat(sw[w], "diversity")[0] for w in grid]
-        best_fd = min(fd, key=fd.get)
-        best_a = grid[int(np.argmax(adh))]
-        rho_a, rho_d = spearman(grid, adh), spearman(grid, div)
-        parts = [f"{m}: joint adherence goes from {adh[0]:.3f} at w = {grid[0]:g} to {max(adh):.3f} at w = "
-                 f"{best_a:g} (Spearman {rho_a:+.2f} over w in [{grid[0]:g}, {grid[-1]:g}])."]
-        parts.append(f"FD is lowest at w = {best_fd:g} ({fd[best_fd]:.3g}) and is {fd[grid[-1]]:.3g} at w = "
-                     f"{grid[-1]:g}, {fd[grid[-1]] / fd[best_fd]:.1f} times the best.")
-        parts.append(f"Within-condition diversity {'falls' if div[-1] < div[0] else 'does not fall'}: "
-                     f"{div[0]:.3g} at w = {grid[0]:g}, {div[-1]:.3g} at w = {grid[-1]:g} (Spearman {rho_d:+.2f}).")
+            return f"{m}: no adherence was measured on the sweep."
+        adh = {w: stat(sw[w], "adherence")[0] for w in grid}
+        fd = {w: stat(sw[w], "fd")[0] for w in grid}
+        best_a, top = max(grid, key=adh.get), grid[-1]
+        parts = [f"{m}: joint adherence is {adh[grid[0]]:.3f} at w = {grid[0]:g}" + (
+            "; no larger w raises it." if best_a == grid[0] else
+            f" and highest at w = {best_a:g} ({adh[best_a]:.3f}); "
+            + compared(sw[best_a], sw[grid[0]], "adherence", "the paired difference is") + ".")]
+        finite = [w for w in grid if math.isfinite(fd[w])]
+        if finite:
+            best_fd = min(finite, key=fd.get)
+            parts.append(f"FD is lowest at w = {best_fd:g} ({fd[best_fd]:.3g}) and {fd[top]:.3g} at w = {top:g}"
+                         + ("." if best_fd == top else
+                            "; " + compared(sw[top], sw[best_fd], "fd", "FD at the largest w minus the lowest:") + ";"
+                            + compared(sw[top], sw[best_fd], "kid", " KID (no sample-count bias) likewise:") + "."))
+        div = [stat(sw[w], "diversity")[0] for w in (grid[0], top)]
+        if all(math.isfinite(d) for d in div) and top != grid[0]:
+            parts.append(f"Within-condition diversity is {div[0]:.3g} at w = {grid[0]:g} and {div[1]:.3g} at "
+                         f"w = {top:g} (a seed mean, no interval).")
         if -1.0 in sw:
-            uncond = run.stat(sw[-1.0], "adherence")[0]
-            parts.append(f"The unconditional model (w = -1) has joint adherence {uncond:.3f}.")
+            parts.append(f"The unconditional model (w = -1) has joint adherence {stat(sw[-1.0], 'adherence')[0]:.3f}; "
+                         + compared(sw[grid[0]], sw[-1.0], "adherence", "the conditional model's lead is") + ".")
         return " ".join(parts)
 
     def cross_text(self, norm: dict[str, list[tuple[float, float, float, float]]]) -> str:
@@ -418,11 +528,15 @@ class Report:
                 rows.append([label, *[f"{fmt(*run.stat(g, 'adherence'))} / {fmt(run.stat(g, 'fd')[0])}"
                                       for _, g in pts]])
                 fds = [run.stat(g, "fd")[0] for _, g in pts]
+                if len(pts) < 2 or not all(math.isfinite(f) for f in fds):
+                    continue
                 ok = [n for (n, _), f in zip(pts, fds, strict=True) if f <= 1.1 * fds[-1]]
-                texts.append(f"{label}: FD {fds[0]:.3g} at {pts[0][0]} steps, {fds[-1]:.3g} at {pts[-1][0]}; "
-                             f"within 10% of the latter from {ok[0]} steps")
+                texts.append(f"{label}: FD {fds[0]:.3g} at {pts[0][0]} steps, {fds[-1]:.3g} at {pts[-1][0]}, within "
+                             f"10% of the latter from {ok[0]} steps; "
+                             + compared(pts[0][1], pts[-1][1], "fd", f"FD at {pts[0][0]} minus {pts[-1][0]} steps:"))
             self.add("table", rows=rows)
-            self.add("p", f"{m}: " + "; ".join(texts) + ".")
+            if texts:
+                self.add("p", f"{m}: " + "; ".join(texts) + ".")
 
     def negative_section(self) -> None:
         self.add("h2", "3. Negative guidance (w < -1)")
@@ -444,7 +558,6 @@ class Report:
                       fmt(*run.stat(g, "fd"))] for w, g in sorted(groups.items())]
             self.add("table", rows=rows)
             u, low = run.stat(groups[-1.0], "adherence"), run.stat(groups[worst], "adherence")
-            below = low[0] + low[1] < u[0] - u[1]
             opposite = []
             for a, names in attrs.items():
                 conf = np.sum([np.array(r["extra"]["confusion"][a]) for r in groups[worst]], axis=0).astype(float)
@@ -457,8 +570,7 @@ class Report:
                 top = np.nanmax(share, axis=1)
                 opposite.append(f"{a}: the most frequent wrong value takes {np.nanmean(top):.0%} of samples on "
                                 f"average (uniform over the other values would be {1 / max(1, len(names) - 1):.0%})")
-            tested = ("one seed: not tested against the unconditional rate" if self.study["seeds"] < 2 else
-                      f"{'below' if below else 'not below'} the unconditional rate (95% intervals apart)")
+            tested = compared(groups[worst], groups[-1.0], "adherence", "its difference from the unconditional rate is")
             self.add("p", f"{m}: at w = {worst:g} joint adherence is {fmt(*low)} against {fmt(*u)} for the "
                           f"unconditional model and {chance:.3f} for chance; {tested}. " + "; ".join(opposite) + ".")
             self.picture(m, groups[worst], f"w = {worst:g}")
@@ -507,7 +619,9 @@ class Report:
                           f"adherence {fmt(*run.stat(comp[best], 'adherence'))}; conditioning on both at once "
                           f"reaches {fmt(*run.stat(both[best_both], 'adherence'))} at w = {best_both:g}. Guiding "
                           f"one attribute alone leaves the other at its unconditional rate, so its joint adherence "
-                          f"stays at most {max(run.stat(g, 'adherence')[0] for g in single.values()):.3f}.")
+                          f"stays at most {max(run.stat(g, 'adherence')[0] for g in single.values()):.3f}. "
+                          + compared(comp[best], both[best_both], "adherence",
+                                     "The best composition minus conditioning on both at once:") + ".")
             self.picture(m, comp[best], f"composition w = ({best[0]:g}, {best[1]:g})")
 
     def p_uncond_section(self) -> None:
@@ -528,19 +642,62 @@ class Report:
             rows = [["p_uncond", *[f"w={w:g}: adherence / FD" for w in ws]]]
             for label, pts in series.items():
                 d = dict(pts)
-                rows.append([label, *[f"{fmt(*mean_ci([value(r, 'adherence') for r in d[w]]))} / "
-                                      f"{fmt(mean_ci([value(r, 'fd') for r in d[w]])[0])}" if w in d else "-"
-                                      for w in ws]])
+                rows.append([label, *[f"{fmt(*stat(d[w], 'adherence'))} / {fmt(stat(d[w], 'fd')[0])}" if w in d
+                                      else "-" for w in ws]])
             self.add("table", rows=rows)
-            best_fd = {label: min(mean_ci([value(r, "fd") for r in g])[0] for _, g in pts)
-                       for label, pts in series.items()}
+            best_fd = {label: min(stat(g, "fd")[0] for _, g in pts) for label, pts in series.items()}
             top_w = max(ws)
-            adh = {label: mean_ci([value(r, "adherence") for r in dict(pts)[top_w]])[0] for label, pts in series.items()
-                   if top_w in dict(pts)}
+            at_top = {label: dict(pts)[top_w] for label, pts in series.items() if top_w in dict(pts)}
+            main = f"p_uncond={e.get('p_uncond_main', 0):g}"
+            paired = [compared(g, at_top[main], "adherence", f"{label} minus {main}:")
+                      for label, g in at_top.items() if label != main and main in at_top]
             self.add("p", f"{m}: best FD over w per model: "
                           + ", ".join(f"{k} {v:.3g}" for k, v in best_fd.items())
                           + f"; joint adherence at w = {top_w:g}: "
-                          + ", ".join(f"{k} {v:.3f}" for k, v in adh.items()) + ".")
+                          + ", ".join(f"{k} {stat(g, 'adherence')[0]:.3f}" for k, g in at_top.items()) + ". "
+                          + "Paired differences at that w (same noise, other model): " + "; ".join(paired) + ".")
+
+    def training_seeds_section(self) -> None:
+        """The sweep on models trained with other seeds: between-model against within-model spread."""
+        shown = [m for m, e in self.mods.items() if e.get("training_seeds")]
+        if not shown:
+            return
+        self.add("h2", "7. Training seeds")
+        self.add("p", "The sweep again on models trained from other seeds (same recipe, data and sampling seeds). "
+                      "Within-model spread: the standard deviation of a setting's metric over sampling seeds, pooled "
+                      "over models; between-model: the standard deviation of the models' seed means (it includes "
+                      "the sampling noise of each mean). The interval over models (Student t with N - 1 degrees of "
+                      "freedom) is the only interval in this report that includes training variance; every other "
+                      "interval is over sampling noise on the main model.")
+        for m in shown:
+            sweeps = {f"seed {self.mods[m].get('train_seed', 0)} (main)": self.sweep(m)}
+            for k, info in sorted(self.mods[m]["training_seeds"].items(), key=lambda kv: int(kv[0])):
+                groups = Runs(self.out / info["dir"]).get(info["settings"])
+                sweeps[f"seed {k}"] = {cfg_w(g): g for g in groups if cfg_w(g) is not None}
+            ws = sorted(set.intersection(*[set(sw) for sw in sweeps.values()]))
+            self.add("h3", m)
+            self.add("img", f"{m}: the sweep per training seed",
+                     path=metric_panels({label: [(w, sw[w]) for w in ws] for label, sw in sweeps.items()},
+                                        ["adherence", "fd"], "w", self.plots / f"training_seeds_{m}.png",
+                                        f"{m}: {len(sweeps)} models from different training seeds"))
+            ratios: dict[str, list[float]] = defaultdict(list)
+            for metric in ("adherence", "fd"):
+                rows = [["w", *sweeps, "mean over models (95% CI)", "between-model sd", "within-model sd"]]
+                for w in ws:
+                    per_seed = [[value(r, metric) for r in sw[w]] for sw in sweeps.values()]
+                    means = [float(np.mean(v)) for v in per_seed]
+                    between = float(np.std(means, ddof=1))
+                    within = float(np.sqrt(np.mean([np.var(v, ddof=1) for v in per_seed]))) \
+                        if min(len(v) for v in per_seed) > 1 else float("nan")
+                    if within > 0:
+                        ratios[metric].append(between / within)
+                    rows.append([f"{w:g}", *[fmt(x) for x in means], fmt(*mean_ci(means)), fmt(between),
+                                 fmt(within)])
+                self.add("p", f"{m}: {LABELS[metric]} per model")
+                self.add("table", rows=rows)
+            text = "; ".join(f"{LABELS[k]}: between-model sd {np.median(v):.2g} times the within-model sd (median "
+                             f"over w)" for k, v in ratios.items() if v)
+            self.add("p", f"{m}: {text or 'one sampling seed: no within-model spread to compare with'}.")
 
     def rules_section(self) -> None:
         self.add("h2", "6. Guidance rules")
@@ -574,17 +731,17 @@ class Report:
             self.add("img", f"{m}: FD against adherence per rule", path=self.frontiers(m, curves, target, ref))
             rows = [["rule", "weights", "best adherence (w)", "FD at matched adherence (curve)",
                      "lowest FD reaching it (w)", "against CFG's lowest FD reaching it"]]
-            lowest: dict[str, tuple[float, tuple[float, float], tuple[float, float]] | None] = {}
+            lowest: dict[str, Point | None] = {}
             for label, pts in curves.items():
-                stats = [(w, run.stat(g, "adherence"), run.stat(g, "fd")) for w, g in pts]
-                best = max(stats, key=lambda p: p[1][0])
-                crossing = matched_fd([(a[0], f[0]) for _, a, f in stats], target)
-                reach = [p for p in stats if p[1][0] >= target]
-                lowest[label] = low = min(reach, key=lambda p: p[2][0]) if reach else None
-                verdict = "CFG itself" if label == "cfg" else self.verdict(low, lowest["cfg"], best[1][0])
+                points = [Point(w, run.stat(g, "adherence"), run.stat(g, "fd"), g) for w, g in pts]
+                best = max(points, key=lambda p: p.adherence[0])
+                crossing = matched_fd([(p.adherence[0], p.fd[0]) for p in points], target)
+                reach = [p for p in points if p.adherence[0] >= target]
+                lowest[label] = low = min(reach, key=lambda p: p.fd[0]) if reach else None
+                verdict = "CFG itself" if label == "cfg" else self.verdict(low, lowest["cfg"], best.adherence[0])
                 verdicts[label][m] = verdict
-                rows.append([label, ", ".join(f"{w:g}" for w, _, _ in stats), f"{fmt(*best[1])} ({best[0]:g})",
-                             fmt(crossing), "-" if low is None else f"{fmt(*low[2])} ({low[0]:g})", verdict])
+                rows.append([label, ", ".join(f"{p.w:g}" for p in points), f"{fmt(*best.adherence)} ({best.w:g})",
+                             fmt(crossing), "-" if low is None else f"{fmt(*low.fd)} ({low.w:g})", verdict])
             self.add("table", rows=rows)
             self.add("p", f"{m}: matched adherence is {target:.3f} (CFG at w = {ref:g}). "
                           + self.rules_text(verdicts, m))
@@ -600,24 +757,21 @@ class Report:
             self.add("table", rows=[["rule", *mods], *[[label, *[v.get(m, "-") for m in mods]]
                                                       for label, v in verdicts.items() if label != "cfg"]])
 
-    def verdict(self, low: tuple[float, tuple[float, float], tuple[float, float]] | None,
-                cfg: tuple[float, tuple[float, float], tuple[float, float]] | None, best_adherence: float) -> str:
+    def verdict(self, low: Point | None, cfg: Point | None, best_adherence: float) -> str:
         """How a rule's lowest FD among its settings that reach the matched adherence compares with the same
-        number for CFG (like with like; intervals over seeds)."""
+        number for CFG: the paired difference of the two settings' FD (same noise), with its 95% interval."""
         if low is None:
             return f"does not reach it (best {best_adherence:.3f})"
         if cfg is None:
             return "CFG does not reach it"
-        (mean, half), (ref, ref_half) = low[2], cfg[2]
-        if self.study["seeds"] < 2:
-            return "reaches it; one seed: not compared"
-        if not (math.isfinite(mean) and math.isfinite(ref) and ref > 0):
+        iv = interval(low.group, "fd", cfg.group)
+        if iv is None or not (math.isfinite(low.fd[0]) and math.isfinite(cfg.fd[0]) and cfg.fd[0] > 0):
             return "reaches it; no FD to compare"
-        ratio = f"FD x{mean / ref:.2f}"
-        if mean + half < ref - ref_half:
-            return f"lower, {ratio}"
-        if mean - half > ref + ref_half:
+        ratio = f"FD x{low.fd[0] / cfg.fd[0]:.2f}, difference {iv.text()}"
+        if iv.lo > 0:
             return f"higher, {ratio}"
+        if iv.hi < 0:
+            return f"lower, {ratio}"
         return f"no clear difference, {ratio}"
 
     def rules_text(self, verdicts: dict[str, dict[str, str]], m: str) -> str:
@@ -625,13 +779,8 @@ class Report:
             return [label for label, v in verdicts.items() if v.get(m, "").startswith(word)]
 
         lower, higher, short = named("lower"), named("higher"), named("does not reach")
-        if self.study["seeds"] < 2:  # one seed gives no interval to compare with
-            parts = ["With one seed no rule is compared with CFG."]
-            if short:
-                parts.append(f"Never reaching CFG's adherence on their grid: {', '.join(short)}.")
-            return " ".join(parts)
-        parts = [f"Rules with a lower FD than CFG at matched adherence (intervals apart): "
-                 f"{', '.join(lower) or 'none'}.", f"Higher: {', '.join(higher) or 'none'}."]
+        parts = [f"Rules with a lower FD than CFG at matched adherence (paired 95% interval of the difference below "
+                 f"0): {', '.join(lower) or 'none'}.", f"Higher: {', '.join(higher) or 'none'}."]
         if short:
             parts.append(f"Never reaching that adherence on their grid: {', '.join(short)}.")
         return " ".join(parts)
@@ -645,14 +794,15 @@ class Report:
             fd = [run.stat(g, "fd") for _, g in pts]
             xs, ys = [a for a, _ in adh], [f for f, _ in fd]
             style = {"color": "black", "lw": 2.2, "zorder": 3} if label == "cfg" else {"lw": 1.0}
-            ax.errorbar(xs, ys, xerr=[h for _, h in adh], yerr=[h for _, h in fd], marker="o", ms=3, capsize=2,
+            ax.errorbar(xs, ys, xerr=[h or 0.0 for _, h in adh], yerr=[h or 0.0 for _, h in fd], marker="o", ms=3,
+                        capsize=2,
                         label=label, **style)
             ax.annotate(f"{pts[-1][0]:g}", (xs[-1], ys[-1]), fontsize=6, xytext=(2, 2), textcoords="offset points")
         ax.axvline(target, color="grey", ls=":", lw=0.8)
         ax.set_yscale("log")
         ax.set_xlabel(f"joint adherence (dotted: CFG at w = {ref:g})")
         ax.set_ylabel("Frechet distance (log scale, lower is better)")
-        ax.set_title(f"{m}: fidelity against adherence per rule, 95% intervals over seeds (last w labelled)",
+        ax.set_title(f"{m}: fidelity against adherence per rule, 95% bootstrap intervals (last w labelled)",
                      fontsize=8)
         ax.legend(fontsize=6, ncol=2)
         return _save(fig, self.plots / f"rules_{m}.png")
@@ -666,6 +816,7 @@ class Report:
         self.mixing_section()
         self.p_uncond_section()
         self.rules_section()
+        self.training_seeds_section()
         self.time_section()
         return self.blocks
 
