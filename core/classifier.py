@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -23,11 +22,12 @@ from core import checkpoint as ckpt
 from core import conditions as C
 from core import reference
 from core.conditions import NULL, Attributes, Condition
+from core.config import TrainConfig
 from core.data import ConditionalDataset, Splits
 from core.judge import final_loss, masked_cross_entropy
 from core.parameterization import noise
 from core.schedules import Schedule
-from core.trainer import TrainConfig, train
+from core.trainer import train
 
 
 class LogProb(Protocol):
@@ -79,12 +79,6 @@ class NoiseClassifier(nn.Module):
 
     def config(self) -> dict[str, Any]:
         return dict(self._config)
-
-
-def training(base: TrainConfig, **overrides: Any) -> TrainConfig:
-    """A noise classifier's training config from a denoiser's: the labels are clean (no condition dropout) and
-    there is no weak copy to keep."""
-    return replace(base, **{"p_uncond": 0.0, "p_attr": 0.0, "weak_at": 0.0, **overrides})
 
 
 def classification_loss(net: nn.Module, model: Any, schedule: Schedule, batch: Tensor, cond: Condition, t: Tensor,

@@ -9,9 +9,10 @@ parameterization-invariant name one of these as the space they act in.
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
-from torch import Tensor
+if TYPE_CHECKING:
+    from torch import Tensor
 
 from core.errors import check_choice
 

@@ -1,8 +1,15 @@
-"""Entry-point plumbing shared by the registries of modalities, datasets and guidance rules."""
+"""Entry-point plumbing shared by the registries of modalities, datasets and guidance rules.
+
+A plug-in's top-level module (the one its entry point names) should not import torch: the command line reads
+every registry to answer ``--help`` and ``crossguide list``, in a fraction of the seconds torch takes to load. It
+imports its heavy parts inside the functions that use them, or names them with :class:`Deferred`.
+"""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from importlib import metadata
 from typing import Any, TypeVar
 
@@ -28,3 +35,18 @@ def lookup(kind: str, name: str, found: Mapping[str, T], broken: Mapping[str, st
     if name not in found:
         raise UsageError(f"unknown {kind} {name!r}; valid: {', '.join(sorted(found)) or '(none installed)'}")
     return found[name]
+
+
+@dataclass(frozen=True)
+class Deferred:
+    """The function ``"package.module:name"``, imported on its first call, e.g. a dataset factory that needs
+    torch, named by a plug-in without importing it."""
+
+    target: str
+
+    def load(self) -> Callable[..., Any]:
+        module, _, name = self.target.partition(":")
+        return getattr(importlib.import_module(module), name)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.load()(*args, **kwargs)

@@ -10,13 +10,11 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Iterator
-from typing import Literal
 
 import torch
 
+from core.config import Bf16
 from core.errors import check_choice
-
-Bf16 = Literal["auto", "on", "off"]
 
 
 @functools.cache

@@ -13,26 +13,25 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import Tensor, nn
-
-from core.classifier import training
-from core.data import ConditionalDataset, Splits
-from core.denoiser import Denoiser
+from core.config import TrainConfig, training
 from core.errors import UsageError, check_choice
-from core.evaluation import Evaluator
 from core.plugins import load_group, lookup
-from core.schedules import Schedule
-from core.schedules import make as make_schedule
-from core.trainer import TrainConfig
+
+if TYPE_CHECKING:
+    from torch import Tensor, nn
+
+    from core.data import ConditionalDataset, Splits
+    from core.denoiser import Denoiser
+    from core.evaluation import Evaluator
+    from core.schedules import Schedule
 
 MODALITY_GROUP = "crossguide.modalities"
 DATASET_GROUP = "crossguide.datasets"
 PRESETS = ("smoke", "quick", "full")
 
-DatasetFactory = Callable[[Mapping[str, Any], "Path | None", int], Splits]  # (preset data options, --data, seed)
+DatasetFactory = Callable[[Mapping[str, Any], "Path | None", int], "Splits"]  # (preset data options, --data, seed)
 
 
 @dataclass(frozen=True)
@@ -75,11 +74,15 @@ class Modality(abc.ABC):
         return self.datasets[name](self.preset(preset).data, path, seed)
 
     def schedule(self, preset: Preset) -> Schedule:
-        return make_schedule(preset.schedule, preset.T)
+        from core.schedules import make
+
+        return make(preset.schedule, preset.T)
 
     def init_model(self, preset: Preset, data: ConditionalDataset, seed: int) -> Denoiser:
         """A fresh denoiser for ``preset`` and ``data``, its weights drawn from ``seed`` (same seed, same
         weights); the global RNG is left as it was."""
+        import torch
+
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             return self.build_model(preset.model, data.attributes, data.info)

@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, NamedTuple
-
-import torch
-from torch import Tensor
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from core.errors import check_choice
 from core.parameterization import Estimate
-from core.schedules import Schedule, respace
+
+if TYPE_CHECKING:  # torch is imported where samples are drawn: the command line names the samplers without it
+    import torch
+    from torch import Tensor
+
+    from core.schedules import Schedule
 
 
 class Step(NamedTuple):
@@ -32,12 +34,16 @@ class Step(NamedTuple):
 
 
 State = Any  # opaque to samplers: whatever denoise_fn returned last (None before the first step)
-DenoiseFn = Callable[[Tensor, Step, State], tuple[Estimate, State]]
-Callback = Callable[[int, Tensor, Estimate], None]  # (step index, x_t, estimate at x_t)
+DenoiseFn = Callable[["Tensor", Step, State], tuple[Estimate, State]]
+Callback = Callable[[int, "Tensor", Estimate], None]  # (step index, x_t, estimate at x_t)
 
 
 def _levels(schedule: Schedule, steps: int, x: Tensor) -> tuple[list[Step], list[float]]:
     """Per-step :class:`Step` s and alpha_bars, plus a final clean level (alpha_bar = 1)."""
+    import torch
+
+    from core.schedules import respace
+
     grid = respace(schedule, steps)
     n = len(grid.t)
     out = [Step(torch.full((x.shape[0],), float(t), device=x.device),
@@ -61,6 +67,8 @@ def ddim(
     ``x_prev = sqrt(ab_prev) x0 + sqrt(1 - ab_prev - sigma^2) eps + sigma z`` with
     ``sigma = eta sqrt((1 - ab_prev) / (1 - ab) (1 - ab / ab_prev))`` (Eq. 16).
     """
+    import torch
+
     levels, abs_ = _levels(schedule, steps, x)
     state = None
     for i, step in enumerate(levels):
@@ -130,7 +138,7 @@ def _lambda(alpha_bar: float) -> float:
     return 0.5 * (math.log(alpha_bar) - math.log1p(-alpha_bar))
 
 
-Sampler = Callable[..., Tensor]
+Sampler = Callable[..., "Tensor"]
 SAMPLERS: dict[str, Sampler] = {"ddim": ddim, "ddpm": ddpm, "dpmpp2m": dpmpp_2m}
 
 

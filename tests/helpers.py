@@ -6,9 +6,10 @@ import torch
 
 from core.data import ConditionalDataset
 from core.schedules import linear
+from modalities.toy.data import MIXTURE
 from modalities.toy.mixture import ATTRIBUTES, ExactDenoiser
 from modalities.toy.mlp import MLPDenoiser
-from modalities.toy.modality import MIXTURE, MODALITY
+from modalities.toy.modality import MODALITY
 
 SCHEDULE = linear(1000)
 

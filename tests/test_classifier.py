@@ -8,7 +8,8 @@ import torch
 
 from benchmarks.report import matched_fd
 from core import checkpoint as ckpt
-from core.classifier import NoiseClassifier, accuracy_by_noise, fit_classifier, training
+from core.classifier import NoiseClassifier, accuracy_by_noise, fit_classifier
+from core.config import training
 from core.parameterization import PREDICTIONS, estimate, target
 from modalities.toy.mlp import NoisyMLP
 from modalities.toy.modality import MODALITY

@@ -15,8 +15,8 @@ from core.parameterization import Estimate, estimate
 from core.rules import Output, Rule, StepInput
 from core.samplers import Step
 from core.sampling import generate
+from modalities.toy.data import MIXTURE
 from modalities.toy.mixture import ATTRIBUTES, ExactClassifier
-from modalities.toy.modality import MIXTURE
 from tests.helpers import SCHEDULE, exact, random_mlp
 
 B = 10

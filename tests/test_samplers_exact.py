@@ -7,8 +7,9 @@ from core import conditions as C
 from core.guidance import Guidance
 from core.metrics import adherence
 from core.sampling import generate
+from modalities.toy.data import MIXTURE
+from modalities.toy.judge import MixtureJudge
 from modalities.toy.mixture import ATTRIBUTES
-from modalities.toy.modality import MIXTURE, MixtureJudge
 from tests.helpers import SCHEDULE, exact
 
 # DDPM with the posterior variance beta~ under-disperses by O(1/steps) (its kernel omits Var[x0 | x_t]);

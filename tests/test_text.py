@@ -136,6 +136,16 @@ def model(splits) -> EmbeddingDiffusionLM:
     return TEXT.build_model(TEXT.preset("smoke").model, splits.train.attributes, splits.train.info)
 
 
+def test_presets_weight_the_prior_by_the_schedules_last_alpha_bar():
+    """The presets state the sqrt schedule's last alpha_bar as a number (so they load without torch); it is the
+    schedule's at every preset's T."""
+    from core.schedules import make
+    from modalities.text.modality import LAST_ALPHA_BAR, SCHEDULE
+
+    for spec in registry.get("text").presets.values():
+        assert spec.model["prior_alpha_bar"] == LAST_ALPHA_BAR == float(make(SCHEDULE, spec.T).alpha_bar[-1])
+
+
 def test_snap_returns_the_nearest_exact_embeddings(model):
     x = torch.randn(3, 32, 16, generator=torch.Generator().manual_seed(0))
     snapped = model.snap(x)

@@ -19,9 +19,11 @@ from core.guidance import Guidance
 from core.metrics import adherence
 from core.sampling import generate
 from core.trainer import TrainConfig, train
+from modalities.toy.data import MIXTURE
+from modalities.toy.judge import MixtureJudge
 from modalities.toy.mixture import ATTRIBUTES
 from modalities.toy.mlp import MLPDenoiser
-from modalities.toy.modality import MIXTURE, MODALITY, MixtureJudge
+from modalities.toy.modality import MODALITY
 from tests.helpers import SCHEDULE, exact, toy_data
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -4,15 +4,15 @@ Scales in Diffusion Models", Alg. 1)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
-
-import torch
-from torch import Tensor
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from core.errors import UsageError
 from core.parameterization import append_dims
 from core.rules import register
 from core.rules.base import Output, Space, SpaceRule, StepInput, flat_dot
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 
 def full_when_guided(weights: Tensor) -> list[bool]:
@@ -60,6 +60,8 @@ class APG(SpaceRule):
         return full_when_guided(weights)
 
     def __call__(self, s: StepInput, state: Any) -> Output:
+        import torch
+
         terms = [s.to_space(t, self.space) for t in s.terms if t is not None]  # K x [B, ...]
         if s.base is None:  # one term, not guiding: the conditional model
             return Output(s.terms[0], state=state)

@@ -16,15 +16,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any, ClassVar, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple
 
-import torch
-from torch import Tensor
-
-from core.conditions import Condition
 from core.errors import UsageError
 from core.parameterization import PREDICTIONS, Estimate, Prediction, append_dims, estimate, target
-from core.samplers import Step
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+    from core.conditions import Condition
+    from core.samplers import Step
 
 Space = Literal["model", "eps", "x0", "v", "flow"]  # "model": whatever the denoiser itself predicts
 SPACES: tuple[Space, ...] = ("model", *PREDICTIONS)
@@ -75,6 +76,8 @@ class StepInput:
 
     def per_example(self, v: Tensor) -> Tensor:
         """``[B]`` -> ``[B, 1, ..., 1]`` on ``x_t``'s device."""
+        import torch
+
         return append_dims(v.to(self.x_t.device, torch.float32), self.x_t.ndim)
 
     def guided(self) -> Tensor:
@@ -84,6 +87,8 @@ class StepInput:
     def where_guided(self, guided: Estimate, plain: Estimate) -> Estimate:
         """``guided`` on the examples being guided at this step, ``plain`` elsewhere: how a rule's correction
         switches off with guidance (w = 0, outside an interval)."""
+        import torch
+
         on = self.per_example(self.guided().float()).bool()
         return Estimate(torch.where(on, guided.x0, plain.x0), torch.where(on, guided.eps, plain.eps))
 
@@ -142,6 +147,8 @@ def linear_coefficients(weights: Tensor) -> Tensor:
     """Coefficients ``[K, B] -> [K+1, B]`` of (base, term_1 .. term_K) in
     ``base + sum_i (1 + w_i) (term_i - base)`` (Ho & Salimans 2021, Eq. 6; Liu et al. 2022, Eq. 10); each
     column sums to 1, so the combination commutes with every eps/x0/v conversion."""
+    import torch
+
     terms = 1.0 + weights  # [K, B]
     return torch.cat([1.0 - terms.sum(0, keepdim=True), terms])
 

@@ -8,14 +8,15 @@ being guided at this step, so at ``w = 0`` (or outside an interval) every rule h
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
-
-import torch
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from core.errors import UsageError
 from core.parameterization import Estimate, eps_from_x0
 from core.rules import register
 from core.rules.base import Output, Rule, Space, SpaceRule, StepInput, combine, linear_coefficients
+
+if TYPE_CHECKING:
+    import torch
 
 
 @register
@@ -54,13 +55,13 @@ class Rescale(SpaceRule):
         super().__post_init__()
 
     def needed(self, weights: torch.Tensor) -> list[bool]:
-        ref = linear_coefficients(torch.zeros_like(weights))
+        ref = linear_coefficients(weights.new_zeros(weights.shape))
         return (linear_coefficients(weights).ne(0) | ref.ne(0)).any(1).tolist()
 
     def __call__(self, s: StepInput, state: Any) -> Output:
         cfg = combine(s, linear_coefficients(s.weights))
         guided = s.to_space(cfg, self.space)  # [B, ...]
-        ref = s.to_space(combine(s, linear_coefficients(torch.zeros_like(s.weights))), self.space)
+        ref = s.to_space(combine(s, linear_coefficients(s.weights.new_zeros(s.weights.shape))), self.space)
         dims = tuple(range(1, guided.ndim))
         ratio = ref.std(dim=dims, keepdim=True) / guided.std(dim=dims, keepdim=True).clamp(min=1e-8)
         out = s.from_space(self.phi * guided * ratio + (1 - self.phi) * guided, self.space)
@@ -92,6 +93,8 @@ class Threshold(Rule):
         return "x0"
 
     def __call__(self, s: StepInput, state: Any) -> Output:
+        import torch
+
         cfg = combine(s, linear_coefficients(s.weights))
         q = torch.quantile(cfg.x0.abs().flatten(1).float(), self.p / 100.0, dim=1)  # [B]
         top = s.per_example(q.clamp(min=self.bound))

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
-
-import torch
-from torch import Tensor
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from core.errors import UsageError
 from core.rules import register
 from core.rules.apg import full_when_guided
 from core.rules.base import Output, Space, SpaceRule, StepInput, flat_dot
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 
 @register
@@ -58,5 +58,5 @@ class ZeroStar(SpaceRule):
             out = out + s.per_example(1 + w) * (p - scale * base)
         est = s.from_space(out, self.space)
         if s.step.index < self.zero_steps:  # zero flow velocity: x0 = eps = x_t / (a + s)
-            est = s.where_guided(s.from_space(torch.zeros_like(s.x_t), "flow"), est)
+            est = s.where_guided(s.from_space(s.x_t.new_zeros(s.x_t.shape), "flow"), est)
         return Output(est)

@@ -23,6 +23,12 @@ from core.data import Splits
 from core.judge import FitConfig, Judge, JudgeEvaluator, train_judge
 from modalities.audio.pitch import pitch_accuracy
 
+JUDGE_FIT = {  # the judge's training, per preset
+    "smoke": FitConfig(steps=60, batch_size=64),
+    "quick": FitConfig(steps=800),
+    "full": FitConfig(steps=3000),
+}
+
 
 @dataclass(frozen=True)
 class MelConfig:

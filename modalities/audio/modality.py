@@ -7,26 +7,21 @@ preset fixes the clip length and size of each dataset; the model's ``length`` co
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torch import Tensor, nn
-
-from core.classifier import training
-from core.data import Splits
-from core.denoiser import Denoiser
-from core.judge import FitConfig
+from core.config import TrainConfig, training
+from core.plugins import Deferred
 from core.registry import DatasetFactory, Modality, Preset
-from core.trainer import TrainConfig
-from modalities.audio import schedules as _schedules  # noqa: F401  (registers the diffwave schedules)
-from modalities.audio.classifier import MelClassifier
-from modalities.audio.diffwave import DiffWave
-from modalities.audio.folder import folder_dataset
-from modalities.audio.judge import JudgeEvaluator, audio_evaluator
-from modalities.audio.notes import notes_dataset
-from modalities.audio.outputs import spectrogram_grid, write_wavs
-from modalities.audio.speech import spoken_digits_dataset
+
+if TYPE_CHECKING:
+    from torch import Tensor, nn
+
+    from core.data import Splits
+    from core.denoiser import Denoiser
+    from core.judge import JudgeEvaluator
+    from core.schedules import Schedule
 
 
 def _section(name: str, factory: DatasetFactory) -> DatasetFactory:
@@ -79,42 +74,54 @@ PRESETS: dict[str, Preset] = {
               "folder": {"sample_rate": 16000, "duration": 1.0}},
     ),
 }
-JUDGE_FIT = {"smoke": FitConfig(steps=60, batch_size=64), "quick": FitConfig(steps=800),
-             "full": FitConfig(steps=3000)}
-
-
 class AudioModality(Modality):
     name = "audio"
     default_dataset = "notes"
     extra_ws = ()
 
     def __init__(self) -> None:
-        factories: dict[str, Callable[..., Splits]] = {
-            "notes": notes_dataset, "spoken-digits": spoken_digits_dataset, "folder": folder_dataset,
-        }
+        factories = {"notes": Deferred("modalities.audio.notes:notes_dataset"),
+                     "spoken-digits": Deferred("modalities.audio.speech:spoken_digits_dataset"),
+                     "folder": Deferred("modalities.audio.folder:folder_dataset")}
         self.datasets = {name: _section(name, f) for name, f in factories.items()}
         self.presets = dict(PRESETS)
 
+    def schedule(self, preset: Preset) -> Schedule:
+        from modalities.audio import schedules  # noqa: F401  (registers the diffwave schedules)
+
+        return super().schedule(preset)
+
     def build_model(self, config: Mapping[str, Any], attributes: Mapping[str, list[str]],
                     info: Mapping[str, Any]) -> Denoiser:
+        from modalities.audio import schedules  # noqa: F401  (a checkpoint without its table rebuilds one by name)
+        from modalities.audio.diffwave import DiffWave
+
         config = dict(config)
         length = int(config.pop("length", info.get("length", 0)))
         return DiffWave(attributes, length, **config)
 
     def classifier_backbone(self, config: Mapping[str, Any], info: Mapping[str, Any],
                             sample_shape: tuple[int, ...]) -> tuple[nn.Module, int]:
+        from modalities.audio.classifier import MelClassifier
+
         net = MelClassifier(int(info["sample_rate"]), **config)
         return net, net.dim
 
     def evaluator(self, splits: Splits, preset: str, cache: Path) -> JudgeEvaluator:
+        from modalities.audio.judge import JUDGE_FIT, audio_evaluator
+
         return audio_evaluator(splits, cache, JUDGE_FIT[preset], pitch_names=splits.train.info.get("pitch_classes"))
 
     def write_samples(self, samples: Tensor, labels: list[dict[str, str]], directory: Path,
                       info: Mapping[str, Any]) -> list[str]:
+        from modalities.audio.outputs import write_wavs
+
         return write_wavs(samples, labels, directory, int(info["sample_rate"]))
 
     def draw(self, samples: Tensor, labels: list[dict[str, str]], path: Path, title: str,
              info: Mapping[str, Any]) -> None:
+        from modalities.audio.outputs import spectrogram_grid
+
         spectrogram_grid(samples, labels, path, title, int(info["sample_rate"]))
 
 

@@ -18,6 +18,12 @@ from core.conditions import Condition
 from core.data import Splits
 from core.judge import FitConfig, Judge, JudgeEvaluator, train_judge
 
+JUDGE_FIT = {  # the evaluator CNN's training, per preset
+    "smoke": FitConfig(steps=40, batch_size=64, lr=3e-3),
+    "quick": FitConfig(steps=400, batch_size=64, lr=3e-3),
+    "full": FitConfig(steps=4000, batch_size=256, lr=2e-3),
+}
+
 
 def backbone(in_channels: int = 3, widths: Sequence[int] = (16, 32, 64)) -> nn.Sequential:
     """A VGG-style CNN (Simonyan & Zisserman 2015) with batch norm (Ioffe & Szegedy 2015): two 3x3 conv layers

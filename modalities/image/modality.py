@@ -1,27 +1,24 @@
 """The image modality plug-in: the pixel U-Net, the ``shapes`` / ``digits`` / ``folder`` datasets, the CNN
-judge, PNG samples and grids, and the presets that size them."""
+judge, PNG samples and grids, and the presets that size them. The parts that need torch are imported where they
+are used (:mod:`core.plugins`)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torch import Tensor, nn
-
-from core.classifier import training
-from core.data import Splits
-from core.denoiser import Denoiser
+from core.config import TrainConfig, training
 from core.errors import UsageError
-from core.judge import FitConfig, JudgeEvaluator
+from core.plugins import Deferred
 from core.registry import Modality, Preset
-from core.trainer import TrainConfig
-from modalities.image.classifier import NoisyEncoder
-from modalities.image.datasets import digits_dataset, folder_dataset
-from modalities.image.judge import image_evaluator
-from modalities.image.pictures import grid, write_pngs
-from modalities.image.shapes import shapes_dataset
-from modalities.image.unet import UNet
+
+if TYPE_CHECKING:
+    from torch import Tensor, nn
+
+    from core.data import Splits
+    from core.denoiser import Denoiser
+    from core.judge import JudgeEvaluator
 
 
 def _train(**kw: Any) -> TrainConfig:
@@ -60,25 +57,22 @@ PRESETS = {
     ),
 }
 
-JUDGE_FIT = {  # the evaluator CNN's training, per preset
-    "smoke": FitConfig(steps=40, batch_size=64, lr=3e-3),
-    "quick": FitConfig(steps=400, batch_size=64, lr=3e-3),
-    "full": FitConfig(steps=4000, batch_size=256, lr=2e-3),
-}
-
-
 class ImageModality(Modality):
     name = "image"
     default_dataset = "shapes"
     extra_ws = (-3.0, -2.0)  # negative guidance: pushing away from the condition
 
     def __init__(self) -> None:
-        self.datasets = {"shapes": shapes_dataset, "digits": digits_dataset, "folder": folder_dataset}
+        self.datasets = {"shapes": Deferred("modalities.image.shapes:shapes_dataset"),
+                         "digits": Deferred("modalities.image.datasets:digits_dataset"),
+                         "folder": Deferred("modalities.image.datasets:folder_dataset")}
         self.presets = dict(PRESETS)
 
     def build_model(self, config: Mapping[str, Any], attributes: Mapping[str, list[str]],
                     info: Mapping[str, Any]) -> Denoiser:
         """A :class:`UNet` sized for the dataset's images (``info``), unless the config (a checkpoint's) fixes it."""
+        from modalities.image.unet import UNet
+
         sized = {"size": info.get("size"), "in_channels": info.get("channels", 3), **config}
         if sized["size"] is None:
             raise UsageError("the image model needs an image size: neither its config nor the dataset info has one")
@@ -86,18 +80,26 @@ class ImageModality(Modality):
 
     def classifier_backbone(self, config: Mapping[str, Any], info: Mapping[str, Any],
                             sample_shape: tuple[int, ...]) -> tuple[nn.Module, int]:
+        from modalities.image.classifier import NoisyEncoder
+
         net = NoisyEncoder(size=sample_shape[-1], in_channels=sample_shape[0], **config)
         return net, net.dim
 
     def evaluator(self, splits: Splits, preset: str, cache: Path) -> JudgeEvaluator:
+        from modalities.image.judge import JUDGE_FIT, image_evaluator
+
         return image_evaluator(splits, JUDGE_FIT[preset], cache)
 
     def write_samples(self, samples: Tensor, labels: list[dict[str, str]], directory: Path,
                       info: Mapping[str, Any]) -> list[str]:
+        from modalities.image.pictures import write_pngs
+
         return write_pngs(samples, labels, directory)
 
     def draw(self, samples: Tensor, labels: list[dict[str, str]], path: Path, title: str,
              info: Mapping[str, Any]) -> None:
+        from modalities.image.pictures import grid
+
         grid(samples, labels, path, title)
 
 

@@ -9,29 +9,28 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torch import Tensor, nn
-
-from core.classifier import training
-from core.data import Splits
-from core.denoiser import Denoiser
+from core.config import TrainConfig, training
+from core.plugins import Deferred
 from core.registry import Modality, Preset
-from core.schedules import make as make_schedule
-from core.trainer import TrainConfig
-from modalities.text import outputs
-from modalities.text.classifier import TextClassifier
-from modalities.text.evaluator import TextEvaluator, build_evaluator
-from modalities.text.jsonl import jsonl
-from modalities.text.model import EmbeddingDiffusionLM
-from modalities.text.restaurants import restaurants, restaurants_omissions
+
+if TYPE_CHECKING:
+    from torch import Tensor, nn
+
+    from core.data import Splits
+    from core.denoiser import Denoiser
+    from modalities.text.evaluator import TextEvaluator
 
 SCHEDULE = "sqrt"  # Li et al. 2022, App. A
+# the schedule's last alpha_bar at every T: 1 - sqrt(1 + s) < 0, clamped to 1e-8 (core.schedules.sqrt; a test
+# checks it), written out so that the presets are declared without torch
+LAST_ALPHA_BAR = 1e-8
 
 
-def _model(T: int, **kw: Any) -> dict[str, Any]:  # noqa: N803
+def _model(**kw: Any) -> dict[str, Any]:
     """Model arguments; ``prior_alpha_bar`` is the schedule's last ``alpha_bar`` (the prior term's weight)."""
-    return {"prior_alpha_bar": float(make_schedule(SCHEDULE, T).alpha_bar[-1]), **kw}
+    return {"prior_alpha_bar": LAST_ALPHA_BAR, **kw}
 
 
 def _train(**kw: Any) -> TrainConfig:
@@ -43,10 +42,11 @@ class TextModality(Modality):
     default_dataset = "restaurants"
 
     def __init__(self) -> None:
-        self.datasets = {"restaurants": restaurants, "restaurants-omissions": restaurants_omissions,
-                         "jsonl": jsonl}
+        self.datasets = {"restaurants": Deferred("modalities.text.restaurants:restaurants"),
+                         "restaurants-omissions": Deferred("modalities.text.restaurants:restaurants_omissions"),
+                         "jsonl": Deferred("modalities.text.jsonl:jsonl")}
         self.presets = {
-            "smoke": Preset(_model(200, embed_dim=16, hidden=32, layers=1, heads=2, self_condition=True),
+            "smoke": Preset(_model(embed_dim=16, hidden=32, layers=1, heads=2, self_condition=True),
                             _train(steps=40, batch_size=32, warmup=10), schedule=SCHEDULE, T=200, sampler="ddim",
                             steps=5, per_condition=1, batch=256,
                             data={"n_train": 600, "n_test": 100, "length": 32},
@@ -54,14 +54,14 @@ class TextModality(Modality):
                             classifier_train=training(_train(steps=20, batch_size=32, warmup=5))),
             # self-conditioning and ancestral sampling each lifted control and fluency more than extra
             # training steps did (measured; see the README)
-            "quick": Preset(_model(2000, embed_dim=16, hidden=96, layers=3, heads=4, head="mixture",
+            "quick": Preset(_model(embed_dim=16, hidden=96, layers=3, heads=4, head="mixture",
                                    rounding="both", self_condition=True),
                             _train(steps=9000, batch_size=64, lr=2e-3), schedule=SCHEDULE, T=2000,
                             sampler="ddpm", steps=200, per_condition=6, batch=288,
                             data={"n_train": 20000, "n_test": 1000, "length": 20},
                             classifier={"hidden": 64, "layers": 2, "heads": 4},
                             classifier_train=training(_train(steps=1500, batch_size=64, lr=2e-3))),
-            "full": Preset(_model(2000, embed_dim=16, hidden=384, layers=8, heads=6, dropout=0.1, self_condition=True),
+            "full": Preset(_model(embed_dim=16, hidden=384, layers=8, heads=6, dropout=0.1, self_condition=True),
                            _train(steps=60000, batch_size=256, lr=3e-4, warmup=1000, ema_decay=0.9999),
                            schedule=SCHEDULE, T=2000, sampler="ddpm", steps=200, per_condition=32, batch=1152,
                            data={"n_train": 100000, "n_test": 4000, "length": 32},
@@ -72,26 +72,38 @@ class TextModality(Modality):
     def build_model(self, config: Mapping[str, Any], attributes: Mapping[str, list[str]],
                     info: Mapping[str, Any]) -> Denoiser:
         """The denoiser from its preset (or checkpoint) config; vocabulary, length and pad come from ``info``."""
+        from modalities.text.model import EmbeddingDiffusionLM
+
         args = {**config, **{k: info[k] for k in ("vocab_size", "length", "pad_id")}}
         return EmbeddingDiffusionLM(attributes, **args)
 
     def classifier_backbone(self, config: Mapping[str, Any], info: Mapping[str, Any],
                             sample_shape: tuple[int, ...]) -> tuple[nn.Module, int]:
+        from modalities.text.classifier import TextClassifier
+
         net = TextClassifier(embed_dim=sample_shape[-1], length=sample_shape[0], **config)
         return net, net.dim
 
     def evaluator(self, splits: Splits, preset: str, cache: Path) -> TextEvaluator:
+        from modalities.text.evaluator import build_evaluator
+
         return build_evaluator(splits, preset, cache)
 
     def write_samples(self, samples: Tensor, labels: list[dict[str, str]], directory: Path,
                       info: Mapping[str, Any]) -> list[str]:
+        from modalities.text import outputs
+
         return outputs.write(samples, labels, directory, info)
 
     def draw(self, samples: Tensor, labels: list[dict[str, str]], path: Path, title: str,
              info: Mapping[str, Any]) -> None:
+        from modalities.text import outputs
+
         outputs.draw(samples, labels, path, title, info)
 
     def describe(self, samples: Tensor, info: Mapping[str, Any]) -> list[dict[str, Any]]:
+        from modalities.text import outputs
+
         return [{"text": s} for s in outputs.sentences(samples, info)]
 
 

@@ -1,63 +1,23 @@
-"""The toy modality plug-in: dataset, denoisers (exact and MLP), the exact-posterior judge, CSV and scatter plots."""
+"""The toy modality plug-in: dataset, denoisers (exact and MLP), the exact-posterior judge, CSV and scatter plots.
+The parts that need torch are imported where they are used (:mod:`core.plugins`)."""
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import matplotlib
+from core.config import TrainConfig, training
+from core.errors import check_choice
+from core.plugins import Deferred
+from core.registry import Modality, Preset
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from torch import Tensor, nn  # noqa: E402
+if TYPE_CHECKING:
+    from torch import Tensor, nn
 
-from core.classifier import training  # noqa: E402
-from core.conditions import Condition  # noqa: E402
-from core.data import ConditionalDataset, Splits  # noqa: E402
-from core.denoiser import Denoiser  # noqa: E402
-from core.errors import UsageError, check_choice  # noqa: E402
-from core.registry import Modality, Preset  # noqa: E402
-from core.schedules import make as make_schedule  # noqa: E402
-from core.trainer import TrainConfig  # noqa: E402
-from modalities.toy.mixture import ATTRIBUTES, ExactDenoiser, Mixture, compass_mixture  # noqa: E402
-from modalities.toy.mlp import MLPDenoiser, NoisyMLP  # noqa: E402
-
-MIXTURE = compass_mixture()
-
-
-def mixture_dataset(options: Mapping[str, Any], path: Path | None, seed: int) -> Splits:
-    """Fixed train/test draws from the compass mixture (the data seed is fixed; ``seed`` drives training)."""
-    if path is not None:
-        raise UsageError("the toy 'mixture' dataset is procedural and takes no --data path")
-    g = torch.Generator().manual_seed(int(options.get("data_seed", 1234)))
-    parts = []
-    for n in (options["train_per_component"], options["test_per_component"]):
-        x, cond = MIXTURE.sample(n, g)
-        parts.append(ConditionalDataset("mixture", x, cond, {a: list(v) for a, v in ATTRIBUTES.items()}))
-    return Splits(*parts)
-
-
-class MixtureJudge:
-    """Evaluator for the toy: features are the points themselves; the judge is the mixture's exact posterior."""
-
-    def __init__(self, mixture: Mixture):
-        self.mixture = mixture
-        # nothing is trained: the judge is the mixture itself, the same everywhere
-        self.info = {"features": "raw 2-D coordinates", "judge": "exact mixture posterior",
-                     "id": "exact-mixture-posterior", "source": "exact"}
-
-    def features(self, data: Tensor) -> Tensor:
-        return data.float()
-
-    def classify(self, data: Tensor) -> dict[str, Tensor]:
-        return {a: p.argmax(-1) for a, p in self.mixture.posterior(data).items()}
-
-    def objective(self, data: Tensor, requested: Condition) -> dict[str, float]:
-        """Mean ``log p(x | c)`` under the true mixture: model-free fidelity to the requested condition."""
-        return {"log_prob": self.mixture.log_prob(data, requested).mean().item()}
+    from core.data import Splits
+    from core.denoiser import Denoiser
+    from modalities.toy.judge import MixtureJudge
 
 
 def _train(**kw: Any) -> TrainConfig:
@@ -73,7 +33,7 @@ class ToyModality(Modality):
     extra_ws = (-3.0, -2.0)
 
     def __init__(self) -> None:
-        self.datasets = {"mixture": mixture_dataset}
+        self.datasets = {"mixture": Deferred("modalities.toy.data:mixture_dataset")}
         mlp = {"kind": "mlp", "prediction": "v"}
         # linear schedule: the cosine one ends at alpha_bar = 2e-9, where any denoiser error is amplified
         self.presets = {
@@ -94,6 +54,11 @@ class ToyModality(Modality):
 
     def build_model(self, config: Mapping[str, Any], attributes: Mapping[str, list[str]],
                     info: Mapping[str, Any] | None = None) -> Denoiser:
+        from core.schedules import make as make_schedule
+        from modalities.toy.data import MIXTURE
+        from modalities.toy.mixture import ExactDenoiser
+        from modalities.toy.mlp import MLPDenoiser
+
         config = dict(config)
         kind = config.pop("kind", "mlp")
         check_choice("toy model kind", kind, ("mlp", "exact"))
@@ -103,42 +68,28 @@ class ToyModality(Modality):
 
     def classifier_backbone(self, config: Mapping[str, Any], info: Mapping[str, Any],
                             sample_shape: tuple[int, ...]) -> tuple[nn.Module, int]:
+        from modalities.toy.mlp import NoisyMLP
+
         net = NoisyMLP(dim=sample_shape[0], **config)
         return net, net.dim
 
     def evaluator(self, splits: Splits, preset: str, cache: Path) -> MixtureJudge:
+        from modalities.toy.data import MIXTURE
+        from modalities.toy.judge import MixtureJudge
+
         return MixtureJudge(MIXTURE)
 
     def write_samples(self, samples: Tensor, labels: list[dict[str, str]], directory: Path,
                       info: Mapping[str, Any]) -> list[str]:
-        directory.mkdir(parents=True, exist_ok=True)
-        with open(directory / "points.csv", "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["x", "y", *ATTRIBUTES])
-            for (x, y), lab in zip(samples.tolist(), labels, strict=True):
-                writer.writerow([f"{x:.5f}", f"{y:.5f}", *(lab.get(a, "") for a in ATTRIBUTES)])
-        return [f"points.csv#{i}" for i in range(len(samples))]  # row i of the CSV
+        from modalities.toy.outputs import write_csv
+
+        return write_csv(samples, labels, directory)
 
     def draw(self, samples: Tensor, labels: list[dict[str, str]], path: Path, title: str,
              info: Mapping[str, Any]) -> None:
-        fig, ax = plt.subplots(figsize=(4.2, 4.2))
-        keys = sorted({tuple(sorted(lab.items())) for lab in labels})
-        cmap = plt.get_cmap("tab10" if len(keys) <= 10 else "tab20")
-        for i, key in enumerate(keys):
-            idx = [j for j, lab in enumerate(labels) if tuple(sorted(lab.items())) == key]
-            pts = samples[idx]
-            ax.scatter(pts[:, 0], pts[:, 1], s=3, alpha=0.6, color=cmap(i % cmap.N),
-                       label=" ".join(v for _, v in key) or "unconditional")
-        ax.scatter(MIXTURE.means[:, 0], MIXTURE.means[:, 1], marker="x", color="black", s=20)
-        ax.set_xlim(-2.5, 2.5)
-        ax.set_ylim(-2.5, 2.5)
-        ax.set_aspect("equal")
-        ax.set_title(title, fontsize=7)
-        ax.legend(fontsize=5, markerscale=3, loc="upper right")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.tight_layout()
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
+        from modalities.toy.outputs import scatter
+
+        scatter(samples, labels, path, title)
 
 
 MODALITY = ToyModality()
