@@ -12,7 +12,6 @@ the reference denoiser's embeddings) are used as shipped.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import tempfile
@@ -25,9 +24,7 @@ from core.checkpoint import read_config
 from core.errors import UsageError
 from core.guidance import Guidance
 from core.pipeline import denoiser_name, prepare
-from core.registry import PRESETS
 from core.registry import get as get_modality
-from core.registry import names as modality_names
 
 COMMAND = "crossguide reference build"
 QUALITY = "CFG sweep, seed 0 (the bench's grid)"  # the card table's title
@@ -102,15 +99,6 @@ def bench_table(checkpoint: Path) -> list[dict[str, Any]]:
              "diversity": r["metrics"]["diversity"]} for r in sorted(recs, key=lambda r: r["w"])]
 
 
-def owner(name: str) -> str:
-    """The modality whose package ships (or will ship) artifact ``name`` (``KIND-MODALITY-...``)."""
-    parts = name.split("-")
-    if len(parts) < 2 or parts[1] not in modality_names():
-        raise UsageError(f"reference name {name!r} is not KIND-MODALITY-...; valid modalities: "
-                         f"{', '.join(modality_names())}")
-    return parts[1]
-
-
 def list_table() -> str:
     """Every shipped artifact: name, kind, size, id, training time; and the total size."""
     rows = [f"{'name':<44} {'kind':<16} {'MiB':>6} {'train s':>8}  id"]
@@ -134,54 +122,3 @@ def verify_all() -> list[str]:
         except UsageError as e:
             lines.append(f"FAILED {a.name}: {e}")
     return lines
-
-
-class ReferenceCommand:
-    """``crossguide reference list|verify|build``: found through the ``crossguide.commands`` entry point."""
-
-    help = "list, verify or rebuild the shipped reference models and judges"
-
-    def add_arguments(self, p: argparse.ArgumentParser) -> None:
-        p.add_argument("action", choices=("list", "verify", "build", "rescore"),
-                       help="rescore: measure the named denoisers' card tables again with the current judges")
-        p.add_argument("names", nargs="*", help="artifacts to rebuild or rescore (default: every one of "
-                                                "--modalities)")
-        p.add_argument("--modalities", help="build: comma-separated modalities whose artifacts to rebuild")
-        p.add_argument("--preset", default="quick", choices=PRESETS)
-        p.add_argument("--no-quality", action="store_true", help="build: skip the bench sweep written to each "
-                                                                 "denoiser's model card")
-
-    def run(self, args: argparse.Namespace) -> int:
-        if args.action == "list":
-            print(list_table())
-            return 0
-        if args.action == "verify":
-            lines = verify_all()
-            print("\n".join(lines) or "no reference artifacts")
-            return 1 if any(line.startswith("FAILED") for line in lines) else 0
-        if args.modalities is not None and args.names:
-            raise UsageError("give artifact names or --modalities, not both")
-        if args.action == "rescore":
-            chosen = _modalities(args.modalities)
-            names = args.names or [a.name for a in reference.artifacts()
-                                   if a.entry["kind"] == "denoiser" and owner(a.name) in chosen]
-            print(f"rescored {', '.join(rescore(names))}")
-        else:
-            jobs = ({m: [n for n in args.names if owner(n) == m] for m in dict.fromkeys(map(owner, args.names))}
-                    if args.names else {m: None for m in _modalities(args.modalities)})
-            for modality, names in jobs.items():
-                made = build(modality, preset=args.preset, names=names, quality=not args.no_quality)
-                print(f"{modality}: built {', '.join(made) or 'nothing'}")
-        print(list_table())
-        return 0
-
-
-def _modalities(option: str | None) -> list[str]:
-    """``--modalities``: the study's modalities unless given."""
-    from benchmarks.study import MODALITIES
-    from core.cli import parse_names
-
-    return list(MODALITIES) if option is None else parse_names(option, "--modalities", "modality", MODALITIES)
-
-
-COMMAND = ReferenceCommand()

@@ -19,7 +19,6 @@ the same ``--out`` reuses finished models and settings; ``--force`` recomputes t
 
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import shutil
@@ -31,6 +30,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from benchmarks import MODALITIES
 from core import rules
 from core.errors import UsageError
 from core.guidance import Guidance, Term
@@ -40,7 +40,6 @@ from core.registry import PRESETS, Preset
 from core.registry import get as get_modality
 
 SECTIONS = ("sweep", "steps", "negative", "mixing", "p_uncond", "rules")
-MODALITIES = ("toy", "image", "audio", "text")
 PAPER_GRID = (0.0, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 3.0, 4.0)
 
 
@@ -290,44 +289,6 @@ def _write_json(path: Path, value: Any) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(value, indent=2, sort_keys=True, default=str), encoding="utf-8")
     tmp.replace(path)
-
-
-class StudyCommand:
-    """``crossguide study``: found through the ``crossguide.commands`` entry point (core never imports this layer)."""
-
-    help = "the cross-modality guidance study and its report"
-
-    def add_arguments(self, p: argparse.ArgumentParser) -> None:
-        from core.cli import path_arg, scratch_arg
-
-        p.add_argument("--preset", default="quick", choices=PRESETS)
-        p.add_argument("--modalities", help="comma-separated modality names (default: the study's built-in set)")
-        p.add_argument("--seeds", type=int, help="sampling seeds per setting (mean and 95%% CI; default: the "
-                                                 "preset's, smoke 1, quick 2, full 3)")
-        p.add_argument("--rules", help="comma-separated guidance rules for the rules section (default: every "
-                                       "registered rule)")
-        p.add_argument("--out", type=path_arg, default=Path("results/study"))
-        p.add_argument("--force", action="store_true", help="retrain models and recompute settings found in --out")
-        scratch_arg(p)
-
-    def run(self, args: argparse.Namespace) -> int:
-        from core import registry
-        from core.cli import check_json_object, check_out, parse_names
-
-        check_out(args.out)
-        if not args.force:
-            check_json_object(args.out / "study.json")
-        chosen: dict[str, Any] = {}
-        if args.modalities is not None:
-            chosen["modalities"] = parse_names(args.modalities, "--modalities", "modality", registry.names())
-        if args.rules is not None:
-            chosen["rule_names"] = parse_names(args.rules, "--rules", "guidance rule", rules.names())
-        report = run_study(args.out, preset=args.preset, seeds=args.seeds, force=args.force, **chosen)
-        print(f"report: {report}  (and {report.with_suffix('.md')})")
-        return 0
-
-
-COMMAND = StudyCommand()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

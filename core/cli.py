@@ -7,6 +7,9 @@ Every mistake a user can make is caught at this boundary: an unknown name, a num
 prints one ``error:`` line and exits with status 2, found before any work where it can be, with nothing of the
 user's moved or overwritten. ``--debug``, anywhere on the command line, shows the traceback instead. Any other
 exception is a bug: one ``error: internal error ...`` line and status 1.
+
+Nothing here imports torch before it is needed: ``--help``, ``list`` and the checks of names and numbers answer
+in a fraction of the seconds torch takes to load (the plug-ins' registries are free of it, :mod:`core.plugins`).
 """
 
 from __future__ import annotations
@@ -20,12 +23,14 @@ import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import NoReturn, Protocol
+from typing import TYPE_CHECKING, NoReturn, Protocol
 
-from core import conditions as C
 from core.errors import UsageError, check_choice, check_range, describe_os_error
-from core.guidance import Guidance, Term
 from core.registry import PRESETS
+
+if TYPE_CHECKING:
+    from core import conditions as C
+    from core.guidance import Guidance, Term
 
 # Sanity bounds on numbers, far beyond any preset or paper, that stop a typo from allocating terabytes, running
 # for years or overflowing: checked right after parsing, before any work.
@@ -90,18 +95,53 @@ def _device(text: str) -> str:
     return text
 
 
+def _one_of(names: Sequence[str]) -> str:
+    """A metavar that lists the valid names, as argparse shows ``choices`` (checked by :func:`_check_names`, whose
+    errors name a plug-in that failed to load)."""
+    return "{" + ",".join(names) + "}"
+
+
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Help that ends each option with its default, unless there is none to show (a flag, a ``None`` whose meaning
+    the help text gives) or the text gives it already."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default is None or action.default is False or "(default" in text:
+            return text
+        return super()._get_help_string(action) or text
+
+
 def _guidance_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--rule", default="cfg", help="guidance rule (see `crossguide list`); default cfg")
-    p.add_argument("--rule-args", default="", metavar="K=V,...", help="the rule's options, e.g. eta=0,r=15")
+    from core import rules
+
+    p.add_argument("--rule", default="cfg", metavar=_one_of(rules.names()),
+                   help="guidance rule; its options: `crossguide list`")
+    p.add_argument("--rule-args", default="", metavar="K=V,...",
+                   help="the rule's options, e.g. eta=0,r=15 (default: the rule's defaults)")
     p.add_argument("--interval", type=_floats, metavar="LO,HI",
-                   help="guide only at noise levels sigma = sqrt((1 - alpha_bar) / alpha_bar) in [LO, HI]")
+                   help="guide only at noise levels sigma = sqrt((1 - alpha_bar) / alpha_bar) in [LO, HI] "
+                        "(default: at every step)")
     p.add_argument("--schedule", default="constant", metavar="KIND[:SMIN,SMAX]",
-                   help="weight schedule over the noise level: constant, linear or cosine (rising as noise falls, "
-                        "averaging w over log sigma in [SMIN, SMAX], default 0.01,100)")
+                   help="weight schedule over the noise level: constant, linear or cosine, rising as noise falls and "
+                        "averaging w over log sigma in [SMIN, SMAX] (0.01,100 unless given)")
+
+
+def _sampler_args(p: argparse.ArgumentParser, *, sampler: str | None, steps: int | None) -> None:
+    from core import samplers
+
+    fallback = "the preset's" if sampler is None else None
+    p.add_argument("--sampler", default=sampler, metavar=_one_of(list(samplers.SAMPLERS)),
+                   help="sampler" + (f" (default: {fallback})" if fallback else ""))
+    p.add_argument("--steps", type=int, default=steps, help="sampling steps, at most the model's training steps T"
+                   + (" (default: the preset's)" if steps is None else ""))
 
 
 def _guidance(args: argparse.Namespace) -> Guidance:
     """The guidance spec of ``--rule``, ``--rule-args``, ``--interval`` and ``--schedule`` (at w = 0)."""
+    from core import conditions as C
+    from core.guidance import Guidance
+
     options = C.pairs(args.rule_args, "--rule-args", "name")
     interval = None
     if args.interval is not None:
@@ -123,11 +163,17 @@ def _guidance(args: argparse.Namespace) -> Guidance:
 
 
 def _data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("modality", help="a registered modality (see `crossguide list`)")
-    p.add_argument("--dataset", help="dataset name (default: the modality's default)")
-    p.add_argument("--data", type=path_arg, help="path for folder/file datasets")
-    p.add_argument("--preset", default="quick", choices=PRESETS)
-    p.add_argument("--seed", type=int, default=0, help=f"0 to {MAX_SEED}")
+    from core import registry
+
+    p.add_argument("modality", metavar=_one_of(registry.names()), help="the modality")
+    p.add_argument("--dataset", help="dataset name, one of the modality's (`crossguide list`; default: the "
+                                     "modality's default)")
+    p.add_argument("--data", type=path_arg, metavar="PATH", help="path of a folder or file dataset (folder, jsonl; "
+                                                                 "default: none, the built-in datasets need none)")
+    p.add_argument("--preset", default="quick", choices=PRESETS,
+                   help="sizes of model, data, training and sampling: smoke runs in seconds, quick in minutes on "
+                        "2 CPU cores, full at GPU scale")
+    p.add_argument("--seed", type=int, default=0, help=f"random seed, 0 to {MAX_SEED}")
 
 
 def _version() -> str:
@@ -140,63 +186,77 @@ def _version() -> str:
 
 
 def parser() -> argparse.ArgumentParser:
+    """The ``crossguide`` parser: built without importing torch, so ``--help`` answers at once."""
     debug = _Parser(add_help=False)  # options valid before and after the subcommand; SUPPRESS keeps a value given
     debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,  # before it
                        help="show the traceback of an error instead of one line")
     debug.add_argument("--threads", type=int, default=argparse.SUPPRESS, metavar="N",
                        help="CPU threads for torch (default: one per core); on a machine shared with other jobs "
                             "1 is often several times faster")
-    ap = _Parser(prog="crossguide", description="classifier-free guidance across data types", parents=[debug])
-    ap.add_argument("--version", action="version", version=f"crossguide {_version()}")
+    ap = _Parser(prog="crossguide", description="classifier-free guidance across data types", parents=[debug],
+                 formatter_class=_Help, epilog="`crossguide COMMAND --help` shows a command's options; "
+                                               "`crossguide list` the modalities, guidance rules and samplers.")
+    ap.add_argument("--version", action="version", version=f"crossguide {_version()}",
+                    help="print the installed version and exit")
     # no set_defaults for --debug/--threads: the option objects are shared with every subcommand (parents=), so a
     # default set here would overwrite, in the subcommand's pass, a value given before the subcommand
-    sub = ap.add_subparsers(dest="command", required=True)
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, text: str) -> argparse.ArgumentParser:
-        return sub.add_parser(name, help=text, parents=[debug])
+        return sub.add_parser(name, help=text, description=text, parents=[debug], formatter_class=_Help)
 
     p = command("train", "train a denoiser into a checkpoint directory (resumes if it exists)")
     _data_args(p)
-    p.add_argument("--out", type=path_arg, required=True,
+    p.add_argument("--out", type=path_arg, required=True, metavar="DIR",
                    help="checkpoint directory: new, empty, or a checkpoint to resume")
-    p.add_argument("--steps", type=int, dest="train_steps")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float, help="peak learning rate, in (0, 1]")
-    p.add_argument("--p-uncond", type=float, help="probability of dropping the whole condition, in [0, 1]")
-    p.add_argument("--p-attr", type=float, help="probability of dropping each attribute, in [0, 1]")
-    p.add_argument("--bf16", choices=("auto", "on", "off"))
-    p.add_argument("--device", type=_device, help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--steps", type=int, dest="train_steps", metavar="N", help="training steps (default: the preset's)")
+    p.add_argument("--batch-size", type=int, metavar="N", help="training batch (default: the preset's)")
+    p.add_argument("--lr", type=float, metavar="LR", help="peak learning rate, in (0, 1] (default: the preset's)")
+    p.add_argument("--p-uncond", type=float, metavar="P", help="probability of dropping the whole condition, in [0, 1] "
+                                                  "(default: the preset's)")
+    p.add_argument("--p-attr", type=float, metavar="P", help="probability of dropping each attribute, in [0, 1] "
+                                                "(default: the preset's)")
+    p.add_argument("--bf16", choices=("auto", "on", "off"),
+                   help="bf16 autocast; auto: only where the hardware has bf16 units (default: the preset's)")
+    p.add_argument("--device", type=_device, help="auto, cpu, cuda or cuda:N (default: the preset's)")
 
     p = command("sample", "sample a checkpoint with guidance")
-    p.add_argument("--checkpoint", type=path_arg, required=True)
-    p.add_argument("--cond", default="", help="requested condition, e.g. shape=circle,color=red")
+    p.add_argument("--checkpoint", type=path_arg, required=True, metavar="DIR",
+                   help="checkpoint directory (`crossguide train`)")
+    p.add_argument("--cond", default="", metavar="A=V,...", help="requested condition, e.g. shape=circle,color=red "
+                                                                 "(default: unconditional)")
     p.add_argument("--w", type=float, default=0.0,
-                   help=f"guidance weight (paper's w; w=0 conditional), |w| <= {MAX_W:g}")
-    p.add_argument("--compose", default="", help="per-attribute weights instead of --w, e.g. shape=2,color=0.5; "
-                                                 "each attribute once, and set in --cond")
-    p.add_argument("--negative", default="", help="negative condition replacing the unconditional base")
+                   help=f"guidance weight (the paper's w; 0: the conditional model), |w| <= {MAX_W:g}")
+    p.add_argument("--compose", default="", metavar="A=W,...",
+                   help="per-attribute weights instead of --w, e.g. shape=2,color=0.5; each attribute once, and set "
+                        "in --cond (default: none)")
+    p.add_argument("--negative", default="", metavar="A=V,...",
+                   help="negative condition replacing the unconditional base (default: none)")
     _guidance_args(p)
-    p.add_argument("--data", type=path_arg, help="the dataset path, for rules that train on the data (classifier)")
-    p.add_argument("--sampler", default="ddim")
-    p.add_argument("--steps", type=int, default=50)
+    p.add_argument("--data", type=path_arg, metavar="PATH",
+                   help="the dataset path, for rules that train on the data (classifier) (default: none, the "
+                        "built-in datasets need none)")
+    _sampler_args(p, sampler="ddim", steps=50)
     p.add_argument("--n", type=int, default=16, help=f"number of samples, 1 to {RANGES['n'][2]}")
-    p.add_argument("--seed", type=int, default=0, help=f"0 to {MAX_SEED}")
+    p.add_argument("--seed", type=int, default=0, help=f"random seed, 0 to {MAX_SEED}")
     p.add_argument("--no-snap", action="store_true", help="disable the model's snap/clamping step")
-    p.add_argument("--out", type=path_arg, required=True)
+    p.add_argument("--out", type=path_arg, required=True, metavar="DIR", help="directory for the samples and grid.png")
 
     p = command("bench", "sweep guidance weights and evaluate")
     _data_args(p)
-    p.add_argument("--w", type=_floats, help="comma-separated weights, each once and |w| <= "
+    p.add_argument("--w", type=_floats, metavar="W,...", help="comma-separated weights, each once and |w| <= "
                                              f"{MAX_W:g} (default: the rule's grid; for cfg the paper grid plus -1)")
     _guidance_args(p)
-    p.add_argument("--out", type=path_arg, required=True)
-    p.add_argument("--checkpoint", type=path_arg, help="reuse a trained model instead of training")
-    p.add_argument("--sampler")
-    p.add_argument("--steps", type=int)
+    p.add_argument("--out", type=path_arg, required=True, metavar="DIR",
+                   help="directory for records, samples, plots and the model")
+    p.add_argument("--checkpoint", type=path_arg, metavar="DIR",
+                   help="reuse a trained model instead of training (default: train one into --out, or reuse a shipped "
+                        "reference model)")
+    _sampler_args(p, sampler=None, steps=None)
     p.add_argument("--force", action="store_true", help="recompute settings already recorded in --out")
     scratch_arg(p)
 
-    command("list", "list modalities, their datasets and presets, and the guidance rules")
+    command("list", "list modalities, their datasets and presets, the guidance rules and the samplers")
     for name, plugin in commands().items():
         p = command(name, plugin.help)
         plugin.add_arguments(p)
@@ -264,6 +324,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parser().parse_args(_arguments(argv))
         _check_ranges(args)
+        _check_names(args)
         if getattr(args, "threads", None) is not None:
             import torch
 
@@ -304,6 +365,22 @@ def _check_ranges(args: argparse.Namespace) -> None:
             check_range(option, v, lo, hi, open_lo=open_lo)
         if len(set(values)) < len(values):
             raise UsageError(f"{option} lists a value twice: {','.join(f'{v:g}' for v in values)}")
+
+
+def _check_names(args: argparse.Namespace) -> None:
+    """Every name given (modality, dataset, guidance rule, sampler) is one its registry knows: checked right after
+    parsing, before torch or any model loads. The error lists the valid names, or says why a plug-in of that name
+    failed to load."""
+    from core import registry, rules, samplers
+
+    if getattr(args, "modality", None) is not None:
+        modality = registry.get(args.modality)
+        if getattr(args, "dataset", None) is not None:
+            check_choice(f"{modality.name} dataset", args.dataset, modality.datasets)
+    if getattr(args, "rule", None) is not None:
+        rules.get(args.rule)
+    if getattr(args, "sampler", None) is not None:
+        samplers.get(args.sampler)
 
 
 def parse_names(text: str, option: str, what: str, valid: Sequence[str]) -> list[str]:
@@ -356,20 +433,25 @@ def check_json_object(path: Path) -> None:
                          "another --out")
 
 
+def _list() -> None:
+    """``crossguide list``: the modalities with their datasets and presets, the guidance rules with their options,
+    the samplers; read from the registries without loading torch."""
+    from core import registry, rules, samplers
+
+    for name in registry.names():
+        m = registry.get(name)
+        print(f"{name}: datasets {', '.join(m.datasets)} (default {m.default_dataset}); "
+              f"presets {', '.join(m.presets)}")
+    for name in rules.names():
+        rule = rules.make(name)
+        options = ", ".join(f"{k}={v}" for k, v in rule.options().items()) or "no options"
+        print(f"rule {name}: {options}; acts in: {rule.acts_in()}")
+    print(f"samplers: {', '.join(samplers.SAMPLERS)}")
+
+
 def _run(args: argparse.Namespace) -> int:
-    from core import registry
-
     if args.command == "list":
-        from core import rules
-
-        for name in registry.names():
-            m = registry.get(name)
-            print(f"{name}: datasets {', '.join(m.datasets)} (default {m.default_dataset}); "
-                  f"presets {', '.join(m.presets)}")
-        for name in rules.names():
-            rule = rules.make(name)
-            options = ", ".join(f"{k}={v}" for k, v in rule.options().items()) or "no options"
-            print(f"rule {name}: {options}; acts in: {rule.acts_in()}")
+        _list()
         return 0
     if args.command == "train":
         return _train(args)
@@ -435,7 +517,8 @@ def _train(args: argparse.Namespace) -> int:
     model = modality.init_model(spec, splits.train, config.seed)
     dataset = args.dataset or modality.default_dataset
     meta = {"modality": modality.name, "dataset": dataset, "preset": args.preset, "data_info": splits.train.info}
-    result = train(model, modality.schedule(spec), splits.train, config, out=args.out, meta=meta)
+    result = train(model, modality.schedule(spec), splits.train, config, out=args.out, meta=meta,
+                   desc=f"train {modality.name} ({dataset}, {args.preset})")
     print(json.dumps({"checkpoint": str(args.out), "step": result.step, **result.stats}))
     return 0
 
@@ -444,6 +527,9 @@ def _terms(args: argparse.Namespace, attributes: C.Attributes, choice: C.Choice)
     """``--w`` as one term on the whole condition, or ``--compose``'s term per attribute (each weight in the
     ``--w`` range, each attribute once and set by ``--cond``: a term on an unset attribute would guide towards
     the unconditional model, silently)."""
+    from core import conditions as C
+    from core.guidance import Term
+
     if not args.compose:
         return (Term(args.w),)
     if args.w != 0.0:
@@ -464,6 +550,7 @@ def _terms(args: argparse.Namespace, attributes: C.Attributes, choice: C.Choice)
 
 
 def _sample(args: argparse.Namespace) -> int:
+    from core import conditions as C
     from core import registry
     from core.pipeline import helper_models, load_model
     from core.sampling import generate

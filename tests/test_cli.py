@@ -1,5 +1,6 @@
 """The command line end to end on the toy modality, and its one-line errors for user mistakes."""
 
+import argparse
 import json
 import subprocess
 import sys
@@ -189,6 +190,122 @@ def test_every_crossguide_command_in_the_readme_parses() -> None:
     assert len(commands) >= 20, len(commands)
     for argv in commands:
         _check_ranges(parser().parse_args(_arguments(argv[1:])))
+
+
+def _subcommands() -> dict[str, argparse.ArgumentParser]:
+    """Every ``crossguide`` subcommand's parser, by name."""
+    from core.cli import parser
+
+    ap = parser()
+    return next(a for a in ap._actions if isinstance(a, argparse._SubParsersAction)).choices
+
+
+def _required(sub: argparse.ArgumentParser) -> list[str]:
+    """Arguments that satisfy ``sub``'s required options and positionals (values are not checked here)."""
+    argv: list[str] = []
+    for a in sub._actions:
+        if a.required:
+            value = "toy" if a.dest == "modality" else a.choices[0] if a.choices else "x"
+            argv += [value] if not a.option_strings else [a.option_strings[0], value]
+    return argv
+
+
+def test_every_numeric_option_takes_a_value_with_a_leading_minus() -> None:
+    """``--w -3,-1,0`` is a value, not an option (argparse alone stops with "expected one argument"): every option
+    of every command that takes numbers, lists included, through the real parser."""
+    from core.cli import _arguments, _floats, parser
+
+    cases = {_floats: ("-3,-.5,-1e-1", [-3.0, -0.5, -0.1]), float: ("-1e-3", -1e-3), int: ("-2", -2)}
+    seen = set()
+    for name, sub in _subcommands().items():
+        for a in sub._actions:
+            if a.option_strings and a.type in cases:
+                text, value = cases[a.type]
+                for given in ([a.option_strings[0], text], [f"{a.option_strings[0]}={text}"]):
+                    args = parser().parse_args(_arguments([name, *_required(sub), *given]))
+                    assert getattr(args, a.dest) == value, (name, given)
+                seen.add((name, a.option_strings[0]))
+    assert {("bench", "--w"), ("bench", "--interval"), ("sample", "--interval"), ("sample", "--w"),
+            ("study", "--seeds")} <= seen
+
+
+def test_every_option_has_help_and_shows_its_default() -> None:
+    """``crossguide COMMAND --help`` explains every option and gives its default (``None`` and flags say in words
+    what happens when they are not given); names chosen from a registry are listed."""
+    for name, sub in _subcommands().items():
+        text = " ".join(sub.format_help().split())
+        for a in sub._actions:
+            assert a.help, (name, a.dest)
+            if a.option_strings and not a.required and a.nargs != 0:  # an option that takes a value
+                assert "default: " in sub._get_formatter()._get_help_string(a), (name, a.dest)
+        if name in ("bench", "sample"):
+            assert "--rule {apg,auto,cfg," in text and "--sampler {ddim,ddpm,dpmpp2m}" in text
+        if name in ("bench", "train"):
+            assert "{audio,image,text,toy}" in text and "--preset {smoke,quick,full}" in text
+
+
+def test_every_option_the_readme_names_exists() -> None:
+    """The README names only options that exist (it once named ``--chunk``), outside the lines that run other
+    programs (``python -m benchmarks...``, ``torchrun``)."""
+    import re
+
+    known = {o for sub in _subcommands().values() for a in sub._actions for o in a.option_strings}
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    lines = [line for line in readme.splitlines() if not line.lstrip().startswith(("python -m", "torchrun"))]
+    named = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", "\n".join(lines)))
+    assert named and named <= known, sorted(named - known)
+
+
+_WITHOUT_TORCH = """
+import contextlib, io, json, sys
+from core.cli import main
+
+results = []
+for argv in json.loads(sys.argv[1]):
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        try:
+            status = main(argv)
+        except SystemExit as e:
+            status = e.code
+    results.append({"argv": argv, "status": status, "torch": "torch" in sys.modules, "out": out.getvalue()})
+print(json.dumps(results))
+"""
+
+
+def test_help_list_and_argument_checks_answer_without_importing_torch(tmp_path: Path) -> None:
+    """``--help``, every ``COMMAND --help``, ``list`` and the checks of names and numbers never import torch (it
+    takes seconds to load), checked in a fresh interpreter after each."""
+    out = str(tmp_path / "out")
+    cases = [(["--help"], 0, "COMMAND"), (["list"], 0, "rule apg"), (["--version"], 0, "crossguide"),
+             *((([name, "--help"], 0, "usage")) for name in _subcommands()),
+             (["bench", "nope", "--out", out], 2, "unknown modality 'nope'"),
+             (["bench", "toy", "--dataset", "nope", "--out", out], 2, "unknown toy dataset 'nope'"),
+             (["bench", "toy", "--rule", "cgf", "--out", out], 2, "unknown guidance rule 'cgf'"),
+             (["sample", "--checkpoint", out, "--sampler", "euler", "--out", out], 2, "unknown sampler 'euler'"),
+             (["train", "toy", "--preset", "big", "--out", out], 2, "invalid choice: 'big'"),
+             (["bench", "toy", "--w", "-3,-1,1e9", "--out", out], 2, "--w must be a finite number in"),
+             (["study", "--rules", "apg,nope", "--out", out], 2, "unknown guidance rule 'nope'"),
+             (["reference", "build", "--modalities", "toy,nope"], 2, "unknown modality 'nope'")]
+    proc = subprocess.run([sys.executable, "-c", _WITHOUT_TORCH, json.dumps([argv for argv, _, _ in cases])],
+                          capture_output=True, text=True, cwd=ROOT, check=True)
+    for (argv, status, text), result in zip(cases, json.loads(proc.stdout), strict=True):
+        assert (result["status"], result["torch"]) == (status, False), (argv, result)
+        assert text in result["out"], (argv, result["out"])
+
+
+def test_every_deferred_plug_in_function_resolves() -> None:
+    """Each ``Deferred("module:function")`` a built-in plug-in names (its dataset factories) imports and is a
+    function: a misspelt name would otherwise fail only when that dataset is first used."""
+    import re
+
+    from core.plugins import Deferred
+
+    sources = "".join(p.read_text(encoding="utf-8") for p in (ROOT / "modalities").rglob("*.py"))
+    targets = re.findall(r'Deferred\("([\w.]+:\w+)"\)', sources)
+    assert len(targets) >= 10, targets
+    for target in targets:
+        assert callable(Deferred(target).load()), target
 
 
 class _Echo:
