@@ -34,6 +34,7 @@ def test_shipped_artifacts_cover_every_quick_model_and_judge_within_the_budget()
     for a in shipped.values():
         a.verify()  # every file against the manifest, the manifest against the index, the card's fingerprint
         card = (a.path / reference.CARD).read_text()
+        assert a.entry["command"] == f"crossguide reference build {a.name}"
         assert a.entry["command"] in card and a.entry["fingerprint"] in card
         if a.entry["kind"] == "denoiser":
             model, _, config = load_model(a.path)
@@ -48,6 +49,8 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     made = references.build("toy", preset="smoke", store=path, quality=False, progress=False)
     assert made == ["denoiser-toy-mixture-smoke", "classifier-toy-mixture-smoke",
                     "denoiser-toy-mixture-smoke-p_uncond0.5"]
+    for name, entry in reference.read_index(path).items():  # the command that rebuilds it, on its card
+        assert entry["command"] == f"crossguide reference build {name}"
     return path
 
 
