@@ -56,14 +56,14 @@ def build(modality: str, *, preset: str = "quick", names: Sequence[str] | None =
     wanted = None if names is None else set(names)
     with tempfile.TemporaryDirectory(prefix="crossguide-build-") as tmp, _private_cache(Path(tmp) / "cache"), \
             reference.building(store, COMMAND, wanted) as made:
-        for p_uncond, _ in study_models(PLANS[preset], m.name, spec, Path(tmp)):
-            overrides = None if p_uncond is None else {"p_uncond": p_uncond}
-            if p_uncond is not None and wanted is not None and \
+        for run in study_models(PLANS[preset], m.name, spec, Path(tmp)):
+            overrides = dict(run.overrides) or None
+            if run.kind != "main" and wanted is not None and \
                     denoiser_name(m.name, m.default_dataset, preset, overrides) not in wanted:
                 continue  # an ablation model nobody asked for
-            ctx = prepare(m.name, preset=preset, model_dir=Path(tmp) / f"model-{p_uncond}", seed=0,
+            ctx = prepare(m.name, preset=preset, model_dir=Path(tmp) / f"model-{run.label}", seed=0,
                           train_overrides=overrides, progress=progress)
-            if p_uncond is None:
+            if run.kind == "main":
                 with contextlib.suppress(UsageError):  # a modality without a noise classifier
                     ctx.helpers(Guidance(rule="classifier"), progress=progress)
         built = list(made.made)

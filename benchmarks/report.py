@@ -345,6 +345,10 @@ class Report:
         total = sum(r["seconds"] for r in s["runs"])
         last = s["runs"][-1] if s["runs"] else {"seconds": 0, "settings_computed": 0}
         self.add("h1", "crossguide: classifier-free guidance across data types")
+        if s["preset"] == "smoke":
+            self.add("p", "SMOKE RUN. The smoke preset trains every model for a few dozen steps to check that the "
+                          "code runs end to end: its models are untrained, its samples noise or empty text, and its "
+                          "numbers mean nothing. Run the quick preset (the default) for results.")
         self.add("p", f"Preset {s['preset']}, {s['seeds']} sampling seed(s) per setting, modalities: "
                       f"{', '.join(self.mods)}. Time: {last['seconds'] / 60:.1f} min for the latest run "
                       f"({last['settings_computed']} settings computed), {total / 60:.1f} min over "
@@ -397,8 +401,9 @@ class Report:
             best_a = max(adh, key=lambda w: adh[w][0])
             best_fd = min(fd, key=fd.get)
             div0, div4 = run.stat(sw[0.0], "diversity")[0], run.stat(sw.get(4.0, sw[0.0]), "diversity")[0]
+            drop = 100 * (1 - div4 / div0) if div0 else float("nan")
             rows.append([m, fmt(*adh[0.0]), f"{fmt(*adh[best_a])} ({best_a:g})", f"{best_fd:g}",
-                         fmt(fd.get(4.0, float("nan")) / fd[best_fd]), f"{100 * (1 - div4 / div0):.0f}%",
+                         fmt(fd.get(4.0, float("nan")) / fd[best_fd]), fmt(drop, digits=2) + "%" * math.isfinite(drop),
                          fmt(float(np.mean([r["samples_per_s"] for r in sw[0.0]])))])
         self.add("table", rows=rows)
 
@@ -502,7 +507,7 @@ class Report:
             base = [p for p in pts if p[0] == 0.0][0]
             trade.append((m, top[1] - base[1], top[2], top[3]))
         both = [m for m, da, fr, dr in trade if da > 0 and fr > 1 and dr < 1]
-        text = "; ".join(f"{m}: adherence {da:+.3f}, FD x{fr:.2f}, diversity x{dr:.2f}" for m, da, fr, dr in trade)
+        text = "; ".join(f"{m}: adherence {fmt(da)}, FD x{fmt(fr)}, diversity x{fmt(dr)}" for m, da, fr, dr in trade)
         return (f"From w = 0 to the largest w: {text}. Guidance trades diversity and fidelity for adherence in "
                 f"{len(both)} of {len(trade)} modalities ({', '.join(both) or 'none'}).")
 

@@ -91,6 +91,14 @@ class Plan:
     rules: tuple[RuleRun, ...] = field(default=RULES)
     seeds: int = 3  # sampling seeds per setting unless --seeds says otherwise
     max_steps: int | None = None  # sample with at most this many steps (None: each preset's own)
+    # modalities whose sampling and evaluation are cheap enough for another scale (FD's bias and every interval's
+    # width shrink with the sample count)
+    scale_by_modality: tuple[tuple[str, float], ...] = ()
+
+    def per_condition(self, spec: Preset, modality: str | None = None) -> int:
+        """Samples per condition in each setting: the preset's bench count times the plan's scale."""
+        scale = dict(self.scale_by_modality).get(modality or "", self.per_condition_scale)
+        return max(1, round(spec.per_condition * scale))
 
     def steps(self, spec: Preset) -> int:
         """The study's step count for a preset: its own, capped at :attr:`max_steps`."""
@@ -108,11 +116,12 @@ PLANS = {
     # 200 runs at 50: text sampling was most of the study's time; README, "Measured", compares 50 with 100 steps)
     # and half of it, at w = 3, for two samplers; two negative weights; a
     # 2x2 mixing grid; every rule at w = 2 (CFG++ at lambda 0.4 and 0.8, classifier guidance at three scales); the
-    # ablation adds 0.1 and 0.5 to the main models' rate (toy 0.1, image 0.15)
+    # ablation adds 0.1 and 0.5 to the main models' rate (toy 0.1, image 0.15); toy, whose sampling and exact
+    # judge cost next to nothing, at the bench's full count (768 samples a setting instead of 192)
     "quick": Plan(sweep_ws=(-1.0, *PAPER_GRID), step_scales=(0.5, 1.0), step_ws=(3.0,),
                   step_samplers=("ddim", "dpmpp2m"), negative_ws=(-2.0, -5.0), mix_ws=(0.0, 2.0),
                   p_unconds=(0.1, 0.5), p_uncond_modalities=("toy", "image"), p_uncond_ws=(0.0, 1.0, 3.0),
-                  per_condition_scale=0.25, rule_ws=(2.0,), seeds=2, max_steps=50,
+                  per_condition_scale=0.25, rule_ws=(2.0,), seeds=2, max_steps=50, scale_by_modality=(("toy", 1.0),),
                   rules=tuple(replace(r, ws=(1.0, 3.0, 10.0)) if r.rule == "classifier" else r for r in RULES)),
     "full": Plan(sweep_ws=(-1.0, *PAPER_GRID), step_scales=(0.2, 0.5, 1.0, 2.0, 5.0), step_ws=(0.0, 3.0),
                  step_samplers=("ddim", "dpmpp2m"), negative_ws=(-1.5, -2.0, -3.0, -5.0),
@@ -135,11 +144,11 @@ def rule_runs(plan: Plan, names: Sequence[str] | None = None) -> list[RuleRun]:
     return [r for r in runs if r.rule in names]
 
 
-def section_settings(plan: Plan, spec: Preset, attributes: Sequence[str],
-                     rule_names: Sequence[str] | None = None) -> dict[str, list[Setting]]:
+def section_settings(plan: Plan, spec: Preset, attributes: Sequence[str], rule_names: Sequence[str] | None = None,
+                     modality: str | None = None) -> dict[str, list[Setting]]:
     """The settings of every section but ``p_uncond`` for one model (it reuses the sweep shape on other models);
     ``rule_names`` limits the rules section (default: every registered rule)."""
-    per = max(1, round(spec.per_condition * plan.per_condition_scale))
+    per = plan.per_condition(spec, modality)
     main = {"sampler": spec.sampler, "steps": plan.steps(spec), "per_condition": per}
     counts = sorted({max(1, min(spec.T, round(f * plan.steps(spec)))) for f in plan.step_scales})
     out = {
@@ -165,17 +174,34 @@ def section_settings(plan: Plan, spec: Preset, attributes: Sequence[str],
     return out
 
 
-def study_models(plan: Plan, name: str, spec: Preset, out: Path) -> list[tuple[float | None, Path]]:
-    """(p_uncond override, or None for the main model; run directory) of every model the study trains for one
-    modality: the main model and the p_uncond ablation models."""
-    runs: list[tuple[float | None, Path]] = [(None, out / name)]
+@dataclass(frozen=True)
+class ModelRun:
+    """One model the study trains for a modality: the main one, a p_uncond ablation model, or the main model's
+    recipe with another training seed (``--training-seeds``)."""
+
+    kind: str  # "main", "p_uncond" or "training_seed"
+    overrides: tuple[tuple[str, Any], ...]  # TrainConfig fields changed from the preset's
+    path: Path  # its run directory
+
+    @property
+    def label(self) -> str:
+        return ", ".join(f"{k}={v:g}" for k, v in self.overrides)
+
+
+def study_models(plan: Plan, name: str, spec: Preset, out: Path, training_seeds: int = 1) -> list[ModelRun]:
+    """Every model the study trains for one modality: the main model, the p_uncond ablation models, and
+    ``training_seeds - 1`` more copies of the main model trained with the next seeds."""
+    runs = [ModelRun("main", (), out / name)]
     if plan.p_uncond_modalities is None or name in plan.p_uncond_modalities:
-        runs += [(p, out / name / f"p_uncond_{p:g}") for p in plan.p_unconds if p != spec.train.p_uncond]
+        runs += [ModelRun("p_uncond", (("p_uncond", p),), out / name / f"p_uncond_{p:g}")
+                 for p in plan.p_unconds if p != spec.train.p_uncond]
+    seeds = [spec.train.seed + k for k in range(1, training_seeds)]
+    runs += [ModelRun("training_seed", (("seed", s),), out / name / f"train_seed_{s}") for s in seeds]
     return runs
 
 
-def ablation_settings(plan: Plan, spec: Preset) -> list[Setting]:
-    per = max(1, round(spec.per_condition * plan.per_condition_scale))
+def ablation_settings(plan: Plan, spec: Preset, modality: str | None = None) -> list[Setting]:
+    per = plan.per_condition(spec, modality)
     return [Setting(Guidance.cfg(w), spec.sampler, plan.steps(spec), section="p_uncond", per_condition=per)
             for w in plan.p_uncond_ws]
 
@@ -202,18 +228,25 @@ def run_study(
     preset: str = "quick",
     modalities: Sequence[str] = MODALITIES,
     seeds: int | None = None,
+    training_seeds: int = 1,
     rule_names: Sequence[str] | None = None,
     force: bool = False,
     progress: bool = True,
 ) -> Path:
     """Run (or resume) the study into ``out`` and write ``report.html`` and ``report.md``; returns the HTML path.
-    ``rule_names`` limits the rules section (default: every registered rule)."""
+    ``rule_names`` limits the rules section (default: every registered rule); ``training_seeds`` > 1 trains that
+    many models per modality (training seeds 0, 1, ...) and runs the sweep on each, for the between-model spread."""
     if preset not in PLANS:
         raise UsageError(f"unknown preset {preset!r}; valid: {', '.join(PRESETS)}")
     seeds = PLANS[preset].seeds if seeds is None else seeds
     if seeds < 1:
         raise UsageError(f"--seeds must be >= 1, got {seeds}")
+    if training_seeds < 1:
+        raise UsageError(f"--training-seeds must be >= 1, got {training_seeds}")
     mods = [get_modality(m) for m in modalities]  # unknown names fail before any work
+    if preset == "smoke":
+        print("smoke preset: models train for a few dozen steps, so its numbers mean nothing; it checks that the "
+              "code runs end to end (use --preset quick for results)", file=sys.stderr)
     rule_runs(PLANS[preset], rule_names)
     plan, seed_list = PLANS[preset], list(range(seeds))
     out.mkdir(parents=True, exist_ok=True)
@@ -221,38 +254,46 @@ def run_study(
     meta: dict[str, Any] = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.exists() and not force else {}
     started = time.time()
 
-    def model_runs(name: str, spec: Preset) -> list[tuple[float | None, Path]]:
-        return study_models(plan, name, spec, out)
+    def model_runs(name: str, spec: Preset) -> list[ModelRun]:
+        return study_models(plan, name, spec, out, training_seeds)
 
-    def sections_of(name: str, spec: Preset, attrs: Sequence[str], main: bool) -> dict[str, list[Setting]]:
-        ablated = len(model_runs(name, spec)) > 1
-        sections = section_settings(plan, spec, attrs, rule_names) if main else {}
-        return {**sections, "p_uncond": ablation_settings(plan, spec)} if ablated or not main else sections
+    def sections_of(name: str, spec: Preset, attrs: Sequence[str], run: ModelRun) -> dict[str, list[Setting]]:
+        if run.kind == "training_seed":  # the sweep again, on a model trained with another seed
+            return {"sweep": section_settings(plan, spec, attrs, rule_names, name)["sweep"]}
+        ablated = any(r.kind == "p_uncond" for r in model_runs(name, spec))
+        sections = section_settings(plan, spec, attrs, rule_names, name) if run.kind == "main" else {}
+        return {**sections, "p_uncond": ablation_settings(plan, spec, name)} if ablated else sections
 
     # attribute names are known once a dataset is loaded; two stand-ins give the right count for the estimate
     total = len(seed_list) * sum(
-        len(s) for m in mods for p, _ in model_runs(m.name, m.preset(preset))
-        for s in sections_of(m.name, m.preset(preset), ["a", "b"], p is None).values()
+        len(s) for m in mods for run in model_runs(m.name, m.preset(preset))
+        for s in sections_of(m.name, m.preset(preset), ["a", "b"], run).values()
     )
-    study = {"preset": preset, "seeds": seeds, "plan": asdict(plan), "versions": versions(),
+    study = {"preset": preset, "seeds": seeds, "training_seeds": training_seeds, "plan": asdict(plan),
+             "versions": versions(),
              "modalities": meta.get("modalities", {}), "runs": meta.get("runs", [])}
     pbar = bar(total=total, desc="study", enabled=progress, unit="setting")
     computed = 0
     try:
         for m in mods:
             spec = m.preset(preset)
-            entry: dict[str, Any] = {"sections": {}, "p_uncond": {}, "sampler": spec.sampler,
+            entry: dict[str, Any] = {"sections": {}, "p_uncond": {}, "training_seeds": {}, "sampler": spec.sampler,
                                      "steps": plan.steps(spec)}
-            for p, run_dir in model_runs(m.name, spec):
+            for run in model_runs(m.name, spec):
+                run_dir = run.path
                 if force:
                     shutil.rmtree(run_dir / "model", ignore_errors=True)
-                pbar.set_description(f"{m.name}: prepare" + ("" if p is None else f" p_uncond={p:g}"))
+                pbar.set_description(f"{m.name}: prepare {run.label}".rstrip())
                 began = time.perf_counter()
                 ctx = prepare(m.name, preset=preset, model_dir=run_dir / "model", seed=0, progress=progress,
-                              train_overrides=None if p is None else {"p_uncond": p})
+                              train_overrides=dict(run.overrides) or None)
                 entry["prepare_s"] = entry.get("prepare_s", 0.0) + time.perf_counter() - began
-                sections = sections_of(m.name, spec, list(ctx.attributes), p is None)
-                if p is None:
+                sections = sections_of(m.name, spec, list(ctx.attributes), run)
+                if run.kind == "training_seed":
+                    entry["training_seeds"][str(ctx.train_config["seed"])] = {
+                        "dir": run_dir.relative_to(out).as_posix(), "settings": _ids(sections["sweep"]),
+                        "model": ctx.model_id}
+                if run.kind == "main":
                     entry.update(dataset=ctx.dataset, model=ctx.model_id, attributes=ctx.attributes,
                                  evaluator=ctx.evaluator.info, train_stats=ctx.train_stats,
                                  p_uncond_main=ctx.train_config["p_uncond"])
