@@ -162,6 +162,17 @@ def stat(group: Sequence[Record], metric: str) -> tuple[float, float | None]:
     return (float(np.mean(vals)) if vals else float("nan")), None
 
 
+# the Findings' questions, in the order the report answers them
+QUESTIONS = {
+    "adherence": "Does guidance raise adherence? (section 1: the highest-adherence w against w = 0)",
+    "cost": "What does strong guidance cost in fidelity? (section 1: KID at the largest w against the lowest-FD w)",
+    "steps": "Does guidance need more sampling steps? (section 2: FD at the fewest against the most steps)",
+    "negative": "Does negative guidance push samples away from the condition? (section 3: against w = -1)",
+    "mixing": "Do composed conditions beat conditioning on both at once? (section 4)",
+    "p_uncond": "Does the unconditional-dropout rate matter? (section 5: adherence at the largest w)",
+}
+
+
 def compared(group: Sequence[Record], against: Sequence[Record], metric: str, what: str) -> str:
     """A sentence part: a paired difference ``metric(group) - metric(against)`` with its 95% interval and whether
     it is significant (the interval excludes 0)."""
@@ -303,6 +314,19 @@ class Report:
         self.runs = {m: Runs(out / m) for m in self.mods}
         self.plots = out / "plots"
         self.blocks: list[Block] = []
+        # question -> (modality, the comparison with its interval, "higher" / "lower" / "not established")
+        self.findings: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
+
+    def claim(self, question: str, m: str, group: Sequence[Record], against: Sequence[Record], metric: str,
+              what: str) -> str:
+        """:func:`compared` for a section's sentence, also kept as a line of the Findings under ``question``."""
+        text = compared(group, against, metric, what)
+        iv = interval(group, metric, against)
+        if iv is not None and not math.isnan(iv.lo):
+            verdict = (("higher" if iv.lo > 0 else "lower") if iv.excludes(0.0) else "not established")
+            self.findings[question].append((m, f"{what.strip().removesuffix(':').removesuffix(' is')} {iv.text()}",
+                                            verdict))
+        return text
 
     # helpers -----------------------------------------------------------------------------------------------
     def add(self, kind: str, text: str = "", **kw: Any) -> None:
@@ -480,17 +504,22 @@ class Report:
         adh = {w: stat(sw[w], "adherence")[0] for w in grid}
         fd = {w: stat(sw[w], "fd")[0] for w in grid}
         best_a, top = max(grid, key=adh.get), grid[-1]
+        if best_a == grid[0]:
+            self.findings[QUESTIONS["adherence"]].append((m, f"no w above {grid[0]:g} has a higher adherence",
+                                                          "not established"))
         parts = [f"{m}: joint adherence is {adh[grid[0]]:.3f} at w = {grid[0]:g}" + (
             "; no larger w raises it." if best_a == grid[0] else
             f" and highest at w = {best_a:g} ({adh[best_a]:.3f}); "
-            + compared(sw[best_a], sw[grid[0]], "adherence", "the paired difference is") + ".")]
+            + self.claim(QUESTIONS["adherence"], m, sw[best_a], sw[grid[0]], "adherence",
+                         f"adherence at w = {best_a:g} minus w = {grid[0]:g} is") + ".")]
         finite = [w for w in grid if math.isfinite(fd[w])]
         if finite:
             best_fd = min(finite, key=fd.get)
             parts.append(f"FD is lowest at w = {best_fd:g} ({fd[best_fd]:.3g}) and {fd[top]:.3g} at w = {top:g}"
                          + ("." if best_fd == top else
                             "; " + compared(sw[top], sw[best_fd], "fd", "FD at the largest w minus the lowest:") + ";"
-                            + compared(sw[top], sw[best_fd], "kid", " KID (no sample-count bias) likewise:") + "."))
+                            + self.claim(QUESTIONS["cost"], m, sw[top], sw[best_fd], "kid",
+                                         f" KID at w = {top:g} minus w = {best_fd:g}:") + "."))
         div = [stat(sw[w], "diversity")[0] for w in (grid[0], top)]
         if all(math.isfinite(d) for d in div) and top != grid[0]:
             parts.append(f"Within-condition diversity is {div[0]:.3g} at w = {grid[0]:g} and {div[1]:.3g} at "
@@ -538,7 +567,8 @@ class Report:
                 ok = [n for (n, _), f in zip(pts, fds, strict=True) if f <= 1.1 * fds[-1]]
                 texts.append(f"{label}: FD {fds[0]:.3g} at {pts[0][0]} steps, {fds[-1]:.3g} at {pts[-1][0]}, within "
                              f"10% of the latter from {ok[0]} steps; "
-                             + compared(pts[0][1], pts[-1][1], "fd", f"FD at {pts[0][0]} minus {pts[-1][0]} steps:"))
+                             + self.claim(QUESTIONS["steps"], m, pts[0][1], pts[-1][1], "fd",
+                                          f"{label}: FD at {pts[0][0]} minus {pts[-1][0]} steps:"))
             self.add("table", rows=rows)
             if texts:
                 self.add("p", f"{m}: " + "; ".join(texts) + ".")
@@ -575,7 +605,8 @@ class Report:
                 top = np.nanmax(share, axis=1)
                 opposite.append(f"{a}: the most frequent wrong value takes {np.nanmean(top):.0%} of samples on "
                                 f"average (uniform over the other values would be {1 / max(1, len(names) - 1):.0%})")
-            tested = compared(groups[worst], groups[-1.0], "adherence", "its difference from the unconditional rate is")
+            tested = self.claim(QUESTIONS["negative"], m, groups[worst], groups[-1.0], "adherence",
+                                f"adherence at w = {worst:g} minus the unconditional rate is")
             self.add("p", f"{m}: at w = {worst:g} joint adherence is {fmt(*low)} against {fmt(*u)} for the "
                           f"unconditional model and {chance:.3f} for chance; {tested}. " + "; ".join(opposite) + ".")
             self.picture(m, groups[worst], f"w = {worst:g}")
@@ -625,8 +656,8 @@ class Report:
                           f"reaches {fmt(*run.stat(both[best_both], 'adherence'))} at w = {best_both:g}. Guiding "
                           f"one attribute alone leaves the other at its unconditional rate, so its joint adherence "
                           f"stays at most {max(run.stat(g, 'adherence')[0] for g in single.values()):.3f}. "
-                          + compared(comp[best], both[best_both], "adherence",
-                                     "The best composition minus conditioning on both at once:") + ".")
+                          + self.claim(QUESTIONS["mixing"], m, comp[best], both[best_both], "adherence",
+                                       "The best composition minus conditioning on both at once:") + ".")
             self.picture(m, comp[best], f"composition w = ({best[0]:g}, {best[1]:g})")
 
     def p_uncond_section(self) -> None:
@@ -654,7 +685,8 @@ class Report:
             top_w = max(ws)
             at_top = {label: dict(pts)[top_w] for label, pts in series.items() if top_w in dict(pts)}
             main = f"p_uncond={e.get('p_uncond_main', 0):g}"
-            paired = [compared(g, at_top[main], "adherence", f"{label} minus {main}:")
+            paired = [self.claim(QUESTIONS["p_uncond"], m, g, at_top[main], "adherence",
+                                 f"adherence at w = {top_w:g}, {label} minus {main}:")
                       for label, g in at_top.items() if label != main and main in at_top]
             self.add("p", f"{m}: best FD over w per model: "
                           + ", ".join(f"{k} {v:.3g}" for k, v in best_fd.items())
@@ -822,8 +854,38 @@ class Report:
         self.p_uncond_section()
         self.rules_section()
         self.training_seeds_section()
+        self.findings_section()
         self.time_section()
         return self.blocks
+
+    def findings_section(self) -> None:
+        """Each seed question answered from the paired comparisons the sections made (:meth:`claim`)."""
+        self.add("h2", "Findings")
+        self.add("p", "Each line is a paired difference (the first setting minus the second) with its 95% bootstrap "
+                      "interval over samples and sampling seeds of one trained model per modality, and what it "
+                      "establishes: higher or lower when the interval excludes 0, otherwise not established. None of "
+                      "these intervals includes training variance (section 7 measures it where the study ran with "
+                      "--training-seeds).")
+        for question in QUESTIONS.values():
+            lines = self.findings.get(question, [])
+            if not lines:
+                continue
+            self.add("h3", question)
+            established = [m for m, _, v in lines if v != "not established"]
+            self.add("p", f"Established in {len(set(established))} of {len({m for m, _, _ in lines})} modalities "
+                          f"({', '.join(sorted(set(established))) or 'none'}); "
+                          + "; ".join(f"{m}: {text}: {v}" for m, text, v in lines) + ".")
+        gain = {m for m, _, v in self.findings.get(QUESTIONS["adherence"], []) if v == "higher"}
+        cost = {m for m, _, v in self.findings.get(QUESTIONS["cost"], []) if v == "higher"}
+        asked = {m for m, _, _ in self.findings.get(QUESTIONS["adherence"], [])}
+        if asked:
+            self.add("h3", "Is the trade-off the same across data types?")
+            both, neither = sorted(gain & cost), sorted(asked - gain - cost)
+            self.add("p", f"Guidance raises adherence and costs fidelity (KID rises past its lowest-FD w), both "
+                          f"established, in {len(both)} of {len(asked)} modalities ({', '.join(both) or 'none'}); "
+                          f"adherence gain without an established cost: {', '.join(sorted(gain - cost)) or 'none'}; "
+                          f"neither established: {', '.join(neither) or 'none'}. Where a modality is missing from "
+                          "the first list, the data do not establish the trade-off there; they do not refute it.")
 
     def time_section(self) -> None:
         """Where the study's time went: loading (or training) models and judges, then sampling and evaluating

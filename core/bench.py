@@ -101,12 +101,12 @@ def summarize(recs: Sequence[dict[str, Any]], ctx: Context) -> dict[str, Any]:
 def table(recs: Sequence[dict[str, Any]]) -> str:
     """A plain-text table of the standard metrics per setting."""
     extra = sorted({k for r in recs for k in r["metrics"] if k.startswith("adherence/")})
-    cols = ["w", "adherence", *extra, "fd", "diversity", "precision", "recall", "samples/s"]
+    cols = ["w", "adherence", *extra, "fd", "kid", "diversity", "precision", "recall", "samples/s"]
     labels = {records.rule_label(r) for r in recs}
     rows = [f"rule: {', '.join(sorted(labels))}", " ".join(f"{c:>12}" for c in cols)]
     for r in sorted(recs, key=lambda r: (r["w"] is None, r["w"])):
         m = r["metrics"]
-        vals = [r["w"], m["adherence"], *[m.get(k) for k in extra], m["fd"], m["diversity"], m.get("precision"),
-                m.get("recall"), r["samples_per_s"]]
+        vals = [r["w"], m["adherence"], *[m.get(k) for k in extra], m["fd"], m.get("kid"), m["diversity"],
+                m.get("precision"), m.get("recall"), r["samples_per_s"]]
         rows.append(" ".join(f"{'-' if v is None else f'{v:.4g}':>12}" for v in vals))
     return "\n".join(rows)

@@ -35,7 +35,7 @@ def check_report(out: Path, modalities: list[str]) -> str:
     checker.feed(text)
     assert checker.stack == [] and text.startswith("<!DOCTYPE html>")
     for heading in ("Summary", "1. Guidance sweep", "2. Sampling steps", "3. Negative guidance",
-                    "4. Mixing several conditions", "5. Unconditional-dropout rate"):
+                    "4. Mixing several conditions", "5. Unconditional-dropout rate", "Findings"):
         assert heading in text
     assert "data:image/png;base64," in text  # self-contained
     for m in modalities:
