@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -173,6 +174,18 @@ QUESTIONS = {
 }
 
 
+def error_bars(groups: Sequence[Sequence[Record]], metric: str) -> list[list[float]]:
+    """Matplotlib's asymmetric ``yerr`` ``[below, above]`` from each group's bootstrap interval (0 without one;
+    clipped at 0 where a resampled FD's upward bias puts the whole interval above the estimate)."""
+    below, above = [], []
+    for g in groups:
+        iv = interval(g, metric)
+        ok = iv is not None and math.isfinite(iv.lo)
+        below.append(max(0.0, iv.estimate - iv.lo) if ok else 0.0)
+        above.append(max(0.0, iv.hi - iv.estimate) if ok else 0.0)
+    return [below, above]
+
+
 def compared(group: Sequence[Record], against: Sequence[Record], metric: str, what: str) -> str:
     """A sentence part: a paired difference ``metric(group) - metric(against)`` with its 95% interval and whether
     it is significant (the interval excludes 0)."""
@@ -259,11 +272,11 @@ def metric_panels(series: dict[str, list[tuple[float, list[Record]]]], metrics: 
         drawn = False
         for label, points in series.items():
             pts = sorted(points, key=lambda p: p[0])
-            values = [stat(g, metric) for _, g in pts]
-            if all(math.isnan(m) for m, _ in values):
+            values = [stat(g, metric)[0] for _, g in pts]
+            if all(math.isnan(v) for v in values):
                 continue
-            ax.errorbar([x for x, _ in pts], [m for m, _ in values], yerr=[h or 0.0 for _, h in values],
-                        marker="o", capsize=3, ms=3, label=label)
+            ax.errorbar([x for x, _ in pts], values, yerr=error_bars([g for _, g in pts], metric), marker="o",
+                        capsize=3, ms=3, label=label)
             drawn = True
         if hline and metric in hline and not math.isnan(hline[metric]):
             ax.axhline(hline[metric], color="grey", ls="--", lw=0.8, label="unconditional (w=-1)")
@@ -280,15 +293,16 @@ def metric_panels(series: dict[str, list[tuple[float, list[Record]]]], metrics: 
 def heatmap(matrix: np.ndarray, rows: Sequence[str], cols: Sequence[str], path: Path, title: str,
             xlabel: str, ylabel: str, fmt_cell: Callable[[float], str] = lambda v: f"{v:.2f}") -> Path:
     fig, ax = plt.subplots(figsize=(0.55 * len(cols) + 2.2, 0.45 * len(rows) + 1.6))
-    ax.imshow(matrix, cmap="viridis", aspect="auto")
+    image = ax.imshow(matrix, cmap="viridis", aspect="auto")
     ax.set_xticks(range(len(cols)), cols, rotation=45, ha="right", fontsize=7)
     ax.set_yticks(range(len(rows)), rows, fontsize=7)
-    lo, hi = float(np.nanmin(matrix)), float(np.nanmax(matrix))
     for i in range(len(rows)):
         for j in range(len(cols)):
             v = matrix[i, j]
-            ax.text(j, i, fmt_cell(v), ha="center", va="center", fontsize=6,
-                    color="white" if v < (lo + hi) / 2 else "black")
+            r, g, b, _ = image.cmap(image.norm(v)) if np.isfinite(v) else (1.0, 1.0, 1.0, 1.0)
+            # text in the colour that contrasts with the cell's own (its luminance, ITU-R BT.601 weights)
+            ax.text(j, i, fmt_cell(v) if np.isfinite(v) else "-", ha="center", va="center", fontsize=6,
+                    color="black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white")
     ax.set_xlabel(xlabel, fontsize=8)
     ax.set_ylabel(ylabel, fontsize=8)
     ax.set_title(title, fontsize=8)
@@ -492,7 +506,9 @@ class Report:
         for w, a, f in pts:
             ax.annotate(f"{w:g}", (a, f), fontsize=7, xytext=(3, 3), textcoords="offset points")
         ax.set_xlabel("joint adherence")
-        ax.set_ylabel("FD")
+        ax.set_ylabel(LABELS["fd"])
+        for axis in (ax.xaxis, ax.yaxis):  # a few ticks: FD in the hundreds (audio) made its labels overlap
+            axis.set_major_locator(matplotlib.ticker.MaxNLocator(5))
         ax.set_title(f"{m}: fidelity vs adherence", fontsize=9)
         return _save(fig, self.plots / f"tradeoff_{m}.png")
 
@@ -827,11 +843,10 @@ class Report:
         run = self.runs[m]
         fig, ax = plt.subplots(figsize=(6.4, 4.2))
         for label, pts in curves.items():
-            adh = [run.stat(g, "adherence") for _, g in pts]
-            fd = [run.stat(g, "fd") for _, g in pts]
-            xs, ys = [a for a, _ in adh], [f for f, _ in fd]
+            groups = [g for _, g in pts]
+            xs, ys = [run.stat(g, "adherence")[0] for g in groups], [run.stat(g, "fd")[0] for g in groups]
             style = {"color": "black", "lw": 2.2, "zorder": 3} if label == "cfg" else {"lw": 1.0}
-            ax.errorbar(xs, ys, xerr=[h or 0.0 for _, h in adh], yerr=[h or 0.0 for _, h in fd], marker="o", ms=3,
+            ax.errorbar(xs, ys, xerr=error_bars(groups, "adherence"), yerr=error_bars(groups, "fd"), marker="o", ms=3,
                         capsize=2,
                         label=label, **style)
             ax.annotate(f"{pts[-1][0]:g}", (xs[-1], ys[-1]), fontsize=6, xytext=(2, 2), textcoords="offset points")
