@@ -173,7 +173,7 @@ def fit_classifier(
         where, source = artifact.path, "reference"
     else:
         result = train(model, schedule, train_set, train_config, out=directory, meta={**meta, "fingerprint": key},
-                       progress=progress, loss=classification_loss, desc="train classifier")
+                       progress=progress, loss=classification_loss, desc=f"train {name}")
         clf, stats, step, losses, where, source = result.ema.eval(), result.stats, result.step, result.losses, \
             directory, "trained"
     accuracy = accuracy_by_noise(clf, schedule, test_set)

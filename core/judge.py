@@ -59,15 +59,16 @@ def fit(
     *,
     augment: Augment | None = None,
     progress: bool = True,
+    desc: str = "fit judge",
 ) -> tuple[dict[str, float], float]:
     """Train with cross-entropy on every attribute; return held-out accuracy per attribute and jointly, and the
-    final training loss (the mean of the last 50 steps)."""
+    final training loss (the mean of the last 50 steps). ``desc`` labels the progress bar."""
     g = torch.Generator().manual_seed(config.seed)
     opt = torch.optim.AdamW(judge.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=config.steps)
     judge.train()
     losses: list[float] = []
-    for _ in bar(range(config.steps), desc="fit judge", enabled=progress):
+    for _ in bar(range(config.steps), desc=desc, enabled=progress):
         idx = torch.randint(len(train), (config.batch_size,), generator=g)
         x = train.x[idx]
         if augment is not None:
@@ -178,7 +179,7 @@ def train_judge(
 
     def run(judge: nn.Module) -> dict[str, Any]:
         start = time.perf_counter()
-        acc, loss = fit(judge, train, test, config, augment=augment, progress=progress)
+        acc, loss = fit(judge, train, test, config, augment=augment, progress=progress, desc=f"fit judge-{name}")
         return {"name": name, "held_out_accuracy": acc, "fit": asdict(config), "n_train": len(train),
                 "n_test": len(test), "train_s": time.perf_counter() - start, "final_loss": loss,
                 "quality": {"held-out accuracy": acc}}

@@ -74,15 +74,18 @@ def generate(
                      negative=None if negative is None else C.to(C.index(negative, part), device),
                      snap=snap, helpers=helpers) for part in parts]
     outs, forwards, start = [], 0, time.perf_counter()
-    for part, fn in bar(zip(parts, guided, strict=True), total=len(parts), desc="sample", enabled=progress,
-                        unit="batch"):
-        with autocast(bf16, device):
-            x0 = sample(fn, x_T[part].to(device), schedule, steps, generator=generator)
-            if not bool(torch.isfinite(x0).all()):  # before decoding: a decoder may turn NaN into valid-looking output
-                raise NonFiniteError(
-                    f"sampling produced NaN or infinite values with {guidance.terms_label()} ({guidance.label()}, "
-                    f"{sampler}, {steps} steps); the guidance weight or settings are too extreme for this model "
-                    "(lower |w|); nothing was written")
-            outs.append(model.decode(x0.float()).cpu())
-        forwards += fn.forwards
+    # one bar per call (a setting), named by its guidance and sampler, advancing at every sampling step
+    with bar(total=steps * len(parts), desc=f"{guidance.label()}, {guidance.terms_label()}, {sampler}",
+             enabled=progress, unit="step") as steps_bar:
+        for part, fn in zip(parts, guided, strict=True):
+            with autocast(bf16, device):
+                x0 = sample(fn, x_T[part].to(device), schedule, steps, generator=generator,
+                            callback=lambda *_: steps_bar.update())
+                if not bool(torch.isfinite(x0).all()):  # before decoding: a decoder may turn NaN into valid output
+                    raise NonFiniteError(
+                        f"sampling produced NaN or infinite values with {guidance.terms_label()} ({guidance.label()}, "
+                        f"{sampler}, {steps} steps); the guidance weight or settings are too extreme for this model "
+                        "(lower |w|); nothing was written")
+                outs.append(model.decode(x0.float()).cpu())
+            forwards += fn.forwards
     return Generation(torch.cat(outs), forwards / n, time.perf_counter() - start)

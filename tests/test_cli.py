@@ -73,6 +73,22 @@ def test_sample_from_checkpoint_with_composition_and_negative(bench_dir: Path, t
                  "cluster=2,side=0.5", "--negative", "side=inner", "--n", "4", "--out", str(tmp_path / "b")]) == 0
 
 
+def test_sample_names_its_setting_on_the_grid_and_a_progress_bar_of_steps(
+        bench_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A composition's grid is titled with its weights (it once read "w=0"), and sampling shows one bar named by
+    the rule, the weights and the sampler that counts sampling steps."""
+    from modalities.toy.modality import MODALITY
+
+    titles: list[str] = []
+    monkeypatch.setattr(MODALITY, "draw", lambda samples, labels, path, title, info: titles.append(title))
+    assert main(["sample", "--checkpoint", str(bench_dir / "model"), "--cond", "cluster=north,side=outer",
+                 "--compose", "cluster=2,side=0.5", "--sampler", "ddpm", "--steps", "7", "--n", "4",
+                 "--out", str(tmp_path / "c")]) == 0
+    assert titles == ["cluster=north,side=outer: w=2 on cluster, w=0.5 on side (cfg)"]
+    err = capsys.readouterr().err
+    assert "cfg, w=2 on cluster, w=0.5 on side, ddpm" in err and "/7 " in err, err
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
