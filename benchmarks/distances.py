@@ -29,7 +29,7 @@ def measure(modality: str, ws: Sequence[float], factor: int, out: Path, progress
     """Rows ``{modality, w, n, n_real, feature_dim, fd, kid, kid_se}`` at the study's count and ``factor`` times it."""
     plan = PLANS["quick"]
     ctx = prepare(modality, preset="quick", model_dir=out / modality / "model", progress=progress)
-    per = plan.per_condition(ctx.preset, modality)
+    per = plan.per_condition(ctx.preset)
     settings = [Setting(Guidance.cfg(w), ctx.preset.sampler, plan.steps(ctx.preset), per_condition=k * per)
                 for w in ws for k in (1, factor)]
     recs = run_settings(ctx, settings, [0], out / modality, progress=progress)

@@ -91,14 +91,10 @@ class Plan:
     rules: tuple[RuleRun, ...] = field(default=RULES)
     seeds: int = 3  # sampling seeds per setting unless --seeds says otherwise
     max_steps: int | None = None  # sample with at most this many steps (None: each preset's own)
-    # modalities whose sampling and evaluation are cheap enough for another scale (FD's bias and every interval's
-    # width shrink with the sample count)
-    scale_by_modality: tuple[tuple[str, float], ...] = ()
 
-    def per_condition(self, spec: Preset, modality: str | None = None) -> int:
+    def per_condition(self, spec: Preset) -> int:
         """Samples per condition in each setting: the preset's bench count times the plan's scale."""
-        scale = dict(self.scale_by_modality).get(modality or "", self.per_condition_scale)
-        return max(1, round(spec.per_condition * scale))
+        return max(1, round(spec.per_condition * self.per_condition_scale))
 
     def steps(self, spec: Preset) -> int:
         """The study's step count for a preset: its own, capped at :attr:`max_steps`."""
@@ -116,12 +112,11 @@ PLANS = {
     # 200 runs at 50: text sampling was most of the study's time; README, "Measured", compares 50 with 100 steps)
     # and half of it, at w = 3, for two samplers; two negative weights; a
     # 2x2 mixing grid; every rule at w = 2 (CFG++ at lambda 0.4 and 0.8, classifier guidance at three scales); the
-    # ablation adds 0.1 and 0.5 to the main models' rate (toy 0.1, image 0.15); toy, whose sampling and exact
-    # judge cost next to nothing, at the bench's full count (768 samples a setting instead of 192)
+    # ablation adds 0.1 and 0.5 to the main models' rate (toy 0.1, image 0.15)
     "quick": Plan(sweep_ws=(-1.0, *PAPER_GRID), step_scales=(0.5, 1.0), step_ws=(3.0,),
                   step_samplers=("ddim", "dpmpp2m"), negative_ws=(-2.0, -5.0), mix_ws=(0.0, 2.0),
                   p_unconds=(0.1, 0.5), p_uncond_modalities=("toy", "image"), p_uncond_ws=(0.0, 1.0, 3.0),
-                  per_condition_scale=0.25, rule_ws=(2.0,), seeds=2, max_steps=50, scale_by_modality=(("toy", 1.0),),
+                  per_condition_scale=0.25, rule_ws=(2.0,), seeds=2, max_steps=50,
                   rules=tuple(replace(r, ws=(1.0, 3.0, 10.0)) if r.rule == "classifier" else r for r in RULES)),
     "full": Plan(sweep_ws=(-1.0, *PAPER_GRID), step_scales=(0.2, 0.5, 1.0, 2.0, 5.0), step_ws=(0.0, 3.0),
                  step_samplers=("ddim", "dpmpp2m"), negative_ws=(-1.5, -2.0, -3.0, -5.0),
@@ -144,11 +139,11 @@ def rule_runs(plan: Plan, names: Sequence[str] | None = None) -> list[RuleRun]:
     return [r for r in runs if r.rule in names]
 
 
-def section_settings(plan: Plan, spec: Preset, attributes: Sequence[str], rule_names: Sequence[str] | None = None,
-                     modality: str | None = None) -> dict[str, list[Setting]]:
+def section_settings(plan: Plan, spec: Preset, attributes: Sequence[str],
+                     rule_names: Sequence[str] | None = None) -> dict[str, list[Setting]]:
     """The settings of every section but ``p_uncond`` for one model (it reuses the sweep shape on other models);
     ``rule_names`` limits the rules section (default: every registered rule)."""
-    per = plan.per_condition(spec, modality)
+    per = plan.per_condition(spec)
     main = {"sampler": spec.sampler, "steps": plan.steps(spec), "per_condition": per}
     counts = sorted({max(1, min(spec.T, round(f * plan.steps(spec)))) for f in plan.step_scales})
     out = {
@@ -200,8 +195,8 @@ def study_models(plan: Plan, name: str, spec: Preset, out: Path, training_seeds:
     return runs
 
 
-def ablation_settings(plan: Plan, spec: Preset, modality: str | None = None) -> list[Setting]:
-    per = plan.per_condition(spec, modality)
+def ablation_settings(plan: Plan, spec: Preset) -> list[Setting]:
+    per = plan.per_condition(spec)
     return [Setting(Guidance.cfg(w), spec.sampler, plan.steps(spec), section="p_uncond", per_condition=per)
             for w in plan.p_uncond_ws]
 
@@ -259,10 +254,10 @@ def run_study(
 
     def sections_of(name: str, spec: Preset, attrs: Sequence[str], run: ModelRun) -> dict[str, list[Setting]]:
         if run.kind == "training_seed":  # the sweep again, on a model trained with another seed
-            return {"sweep": section_settings(plan, spec, attrs, rule_names, name)["sweep"]}
+            return {"sweep": section_settings(plan, spec, attrs, rule_names)["sweep"]}
         ablated = any(r.kind == "p_uncond" for r in model_runs(name, spec))
-        sections = section_settings(plan, spec, attrs, rule_names, name) if run.kind == "main" else {}
-        return {**sections, "p_uncond": ablation_settings(plan, spec, name)} if ablated else sections
+        sections = section_settings(plan, spec, attrs, rule_names) if run.kind == "main" else {}
+        return {**sections, "p_uncond": ablation_settings(plan, spec)} if ablated else sections
 
     # attribute names are known once a dataset is loaded; two stand-ins give the right count for the estimate
     total = len(seed_list) * sum(
