@@ -41,7 +41,7 @@ import torch
 from safetensors.torch import save as save_tensors
 
 ROOT = Path(__file__).resolve().parents[1]
-PROGRESS = re.compile(r"^[\w ]+:\s+\d+%\|")  # a tqdm bar line
+PROGRESS = re.compile(r"^(?!error: ).+?:\s+\d+%\|")  # a tqdm bar line ("cfg, w=2, ddim:  40%|...")
 OUTCOMES = ("clean", "accepted", "traceback", "hang", "silent", "other")
 HEADERS = ("clean one-line errors", "correct acceptances", "tracebacks", "hangs", "silent acceptances", "other")
 LOCKED = ["setpriv", "--bounding-set=-dac_override,-dac_read_search",
