@@ -109,7 +109,7 @@ def value(r: Record, metric: str) -> float:
 # over samples and seeds, and differences of them paired intervals (core.stats); other metrics are seed means
 BOOTSTRAPPED = ("adherence", "fd", "kid")
 # replicates per interval: set-level distances cost an eigendecomposition (FD) or a kernel sum (KID) each
-REPS = {"adherence": stats.REPS, "fd": 400, "kid": 400}
+REPS = {"adherence": stats.REPS, "fd": 200, "kid": 200}
 _intervals: dict[tuple[Any, ...], stats.Interval | None] = {}
 
 
