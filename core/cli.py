@@ -113,6 +113,7 @@ class _Help(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def _guidance_args(p: argparse.ArgumentParser) -> None:
+    """``--rule``, ``--rule-args`` and the wrappers ``--interval`` and ``--schedule`` (read by :func:`_guidance`)."""
     from core import rules
 
     p.add_argument("--rule", default="cfg", metavar=_one_of(rules.names()),
@@ -128,13 +129,14 @@ def _guidance_args(p: argparse.ArgumentParser) -> None:
 
 
 def _sampler_args(p: argparse.ArgumentParser, *, sampler: str | None, steps: int | None) -> None:
+    """``--sampler`` and ``--steps`` with these defaults (``None``: the preset's)."""
     from core import samplers
 
-    fallback = "the preset's" if sampler is None else None
+    preset = " (default: the preset's)"
     p.add_argument("--sampler", default=sampler, metavar=_one_of(list(samplers.SAMPLERS)),
-                   help="sampler" + (f" (default: {fallback})" if fallback else ""))
-    p.add_argument("--steps", type=int, default=steps, help="sampling steps, at most the model's training steps T"
-                   + (" (default: the preset's)" if steps is None else ""))
+                   help="sampler" + (preset if sampler is None else ""))
+    p.add_argument("--steps", type=int, default=steps,
+                   help="sampling steps, at most the model's training steps T" + (preset if steps is None else ""))
 
 
 def _guidance(args: argparse.Namespace) -> Guidance:
@@ -163,6 +165,7 @@ def _guidance(args: argparse.Namespace) -> Guidance:
 
 
 def _data_args(p: argparse.ArgumentParser) -> None:
+    """The modality and what ``train`` and ``bench`` read from it: dataset, data path, preset, seed."""
     from core import registry
 
     p.add_argument("modality", metavar=_one_of(registry.names()), help="the modality")
