@@ -110,14 +110,18 @@ def value(r: Record, metric: str) -> float:
 BOOTSTRAPPED = ("adherence", "fd", "kid")
 # replicates per interval: set-level distances cost an eigendecomposition (FD) or a kernel sum (KID) each
 REPS = {"adherence": stats.REPS, "fd": 200, "kid": 200}
+# per report (cleared by write_report): intervals by (metric, settings), saved evaluations by path
 _intervals: dict[tuple[Any, ...], stats.Interval | None] = {}
+_evaluations: dict[Path, dict[str, Tensor]] = {}
 
 
 def _per_sample(group: Sequence[Record]) -> list[dict[str, Tensor]] | None:
     """Each seed's saved evaluation, in seed order; None when a record has none (a run from before they were
     saved)."""
     paths = [r["_dir"] / "samples" / f"{r['setting']}.eval.safetensors" for r in sorted(group, key=lambda r: r["seed"])]
-    return [read_evaluation(p) for p in paths] if all(p.exists() for p in paths) else None
+    if not all(p.exists() for p in paths):
+        return None
+    return [_evaluations[p] if p in _evaluations else _evaluations.setdefault(p, read_evaluation(p)) for p in paths]
 
 
 def _statistic(metric: str, data: Sequence[dict[str, Tensor]]) -> tuple[list[Tensor], stats.Statistic]:
@@ -921,6 +925,8 @@ class Report:
 
 def write_report(out: Path) -> Path:
     """Write ``out/report.html`` and ``out/report.md`` from ``out/study.json`` and the records."""
+    _intervals.clear()  # a rerun may have recomputed settings since the last report in this process
+    _evaluations.clear()
     blocks = Report(out).build()
     (out / "report.md").write_text(render_md(blocks, out))
     path = out / "report.html"
