@@ -555,10 +555,9 @@ class Report:
             top = [p for p in pts if p[0] == max(q[0] for q in pts)][0]
             base = [p for p in pts if p[0] == 0.0][0]
             trade.append((m, top[1] - base[1], top[2], top[3]))
-        both = [m for m, da, fr, dr in trade if da > 0 and fr > 1 and dr < 1]
         text = "; ".join(f"{m}: adherence {fmt(da)}, FD x{fmt(fr)}, diversity x{fmt(dr)}" for m, da, fr, dr in trade)
-        return (f"From w = 0 to the largest w: {text}. Guidance trades diversity and fidelity for adherence in "
-                f"{len(both)} of {len(trade)} modalities ({', '.join(both) or 'none'}).")
+        return (f"From w = 0 to the largest w (point estimates): {text}. Which of these changes the data establish, "
+                "with paired intervals, is in the Findings.")
 
     def steps_section(self) -> None:
         self.add("h2", "2. Sampling steps")
