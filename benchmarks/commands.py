@@ -1,9 +1,9 @@
 """The ``crossguide`` subcommands defined above core: ``study`` and ``reference``, installed through the
-``crossguide.commands`` entry points (:class:`core.cli.Command`; core never imports this layer).
+``crossguide.commands`` entry points (:class:`crossguide.cli.Command`; core never imports this layer).
 
 This module is free of torch: ``crossguide --help`` and ``crossguide study --help`` read it, and every argument
 check of these commands answers before torch loads. Running a command imports its work,
-:mod:`benchmarks.study` or :mod:`benchmarks.references`.
+:mod:`crossguide.benchmarks.study` or :mod:`crossguide.benchmarks.references`.
 """
 
 from __future__ import annotations
@@ -12,14 +12,14 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from benchmarks import MODALITIES
-from core.cli import check_json_object, check_out, parse_names, path_arg, scratch_arg
-from core.errors import UsageError
-from core.registry import PRESETS
+from crossguide.benchmarks import MODALITIES
+from crossguide.cli import check_json_object, check_out, parse_names, path_arg, scratch_arg
+from crossguide.errors import UsageError
+from crossguide.registry import PRESETS
 
 
 class StudyCommand:
-    """``crossguide study``: the cross-modality guidance study (:func:`benchmarks.study.run_study`)."""
+    """``crossguide study``: the cross-modality guidance study (:func:`crossguide.benchmarks.study.run_study`)."""
 
     help = "the cross-modality guidance study and its report"
 
@@ -28,7 +28,7 @@ class StudyCommand:
                        help="the study's plan and the models' sizes: smoke runs in about a minute on barely "
                             "trained models (a check that everything runs: its numbers mean nothing), quick in "
                             "about 13 minutes on 2 CPU cores, full at GPU scale")
-        from core import registry, rules
+        from crossguide import registry, rules
 
         p.add_argument("--modalities", metavar="NAME,...", help=f"comma-separated modalities, from "
                        f"{', '.join(registry.names())} (default: the study's set)")
@@ -46,7 +46,7 @@ class StudyCommand:
         scratch_arg(p)
 
     def run(self, args: argparse.Namespace) -> int:
-        from core import registry, rules
+        from crossguide import registry, rules
 
         check_out(args.out)
         if not args.force:
@@ -56,7 +56,7 @@ class StudyCommand:
             chosen["modalities"] = parse_names(args.modalities, "--modalities", "modality", registry.names())
         if args.rules is not None:
             chosen["rule_names"] = parse_names(args.rules, "--rules", "guidance rule", rules.names())
-        from benchmarks.study import run_study
+        from crossguide.benchmarks.study import run_study
 
         report = run_study(args.out, preset=args.preset, seeds=args.seeds, training_seeds=args.training_seeds,
                            force=args.force, **chosen)
@@ -66,7 +66,7 @@ class StudyCommand:
 
 class ReferenceCommand:
     """``crossguide reference list|verify|build|rescore``: the shipped reference models and judges
-    (:mod:`benchmarks.references`)."""
+    (:mod:`crossguide.benchmarks.references`)."""
 
     help = "list, verify or rebuild the shipped reference models and judges"
 
@@ -86,7 +86,7 @@ class ReferenceCommand:
 
     def run(self, args: argparse.Namespace) -> int:
         jobs = _jobs(args.names, args.modalities) if args.action in ("build", "rescore") else {}
-        from benchmarks import references as R
+        from crossguide.benchmarks import references as R
 
         if args.action == "list":
             print(R.list_table())
@@ -96,7 +96,7 @@ class ReferenceCommand:
             print("\n".join(lines) or "no reference artifacts")
             return 1 if any(line.startswith("FAILED") for line in lines) else 0
         if args.action == "rescore":
-            from core import reference
+            from crossguide import reference
 
             names = args.names or [a.name for a in reference.artifacts()
                                    if a.entry["kind"] == "denoiser" and _owner(a.name) in jobs]
@@ -122,7 +122,7 @@ def _jobs(names: list[str], modalities: str | None) -> dict[str, list[str]]:
 
 def _owner(name: str) -> str:
     """The modality whose package ships (or will ship) artifact ``name`` (``KIND-MODALITY-...``)."""
-    from core import registry
+    from crossguide import registry
 
     parts = name.split("-")
     if len(parts) < 2 or parts[1] not in registry.names():

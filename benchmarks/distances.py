@@ -1,10 +1,10 @@
 """Do the study's distances move with the sample count? FD and KID at n and k * n generated samples.
 
-``python -m benchmarks.distances [--modalities toy,image,audio,text] [--ws 0,4] [--factor 2] [--out DIR]``
+``python -m crossguide.benchmarks.distances [--modalities toy,image,audio,text] [--ws 0,4] [--factor 2] [--out DIR]``
 
 For each modality, the quick study's main model (the reference artifact) is sampled at each ``w`` with the
 study's per-condition count ``n`` and with ``factor`` times it (seed 0), each compared with as many real samples
-(:func:`core.evaluation.evaluate`).
+(:func:`crossguide.evaluation.evaluate`).
 FD's estimate is biased by a term that shrinks like ``1/n`` and depends on the sample covariance, which guidance
 narrows; KID is unbiased at any ``n`` (Binkowski et al. 2018, Sec. 4). The table gives each and whether KID's change
 lies within its standard error; ``distances.json`` holds the rows.
@@ -20,9 +20,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.study import PLANS
-from core.guidance import Guidance
-from core.pipeline import Setting, prepare, run_settings
+from crossguide.benchmarks.study import PLANS
+from crossguide.guidance import Guidance
+from crossguide.pipeline import Setting, prepare, run_settings
 
 
 def measure(modality: str, ws: Sequence[float], factor: int, out: Path, progress: bool = True) -> list[dict[str, Any]]:
@@ -52,7 +52,7 @@ def table(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.distances", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m crossguide.benchmarks.distances", description=__doc__.split("\n")[0])
     p.add_argument("--modalities", default="toy,image,audio,text", help="comma-separated (default: %(default)s)")
     p.add_argument("--ws", default="0,4", help="comma-separated guidance weights (default: %(default)s)")
     p.add_argument("--factor", type=int, default=2, help="the larger count as a multiple of n (default: 2)")

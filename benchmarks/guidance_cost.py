@@ -1,6 +1,6 @@
 """What guidance costs per sampling step, as ratios to the unguided conditional model.
 
-``python -m benchmarks.guidance_cost --modality toy --preset quick --batch 256 --out DIR`` times one guided
+``python -m crossguide.benchmarks.guidance_cost --modality toy --preset quick --batch 256 --out DIR`` times one guided
 prediction (the work of one sampler step) for: the unguided conditional model, CFG with both branches in one
 batched forward, CFG as two separate passes, compositions of 2 and 3 terms (3 and 4 branches), and the rules
 that cost more than a combination: APG, autoguidance (a second network) and classifier guidance (a classifier's
@@ -23,16 +23,16 @@ from typing import Any
 
 import torch
 
-from core import conditions as C
-from core import records
-from core.classifier import NoiseClassifier
-from core.denoiser import Denoiser
-from core.errors import UsageError
-from core.guidance import Guidance, Guided, Term
-from core.pipeline import load_model
-from core.registry import get as get_modality
-from core.samplers import Step
-from core.schedules import Schedule
+from crossguide import conditions as C
+from crossguide import records
+from crossguide.classifier import NoiseClassifier
+from crossguide.denoiser import Denoiser
+from crossguide.errors import UsageError
+from crossguide.guidance import Guidance, Guided, Term
+from crossguide.pipeline import load_model
+from crossguide.registry import get as get_modality
+from crossguide.samplers import Step
+from crossguide.schedules import Schedule
 
 
 def variants(attributes: list[str], batch: int) -> dict[str, Guidance]:

@@ -1,8 +1,8 @@
-"""``python -m benchmarks.image [options]``: the image guidance sweep, identical to ``crossguide bench image``."""
+"""``python -m crossguide.benchmarks.image``: the image sweep, identical to ``crossguide bench image``."""
 
 import sys
 
-from core.cli import main
+from crossguide.cli import main
 
 if __name__ == "__main__":
     sys.exit(main(["bench", "image", *sys.argv[1:]]))

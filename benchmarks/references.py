@@ -1,4 +1,4 @@
-"""``crossguide reference``: list, verify and (re)build the reference artifacts of :mod:`core.reference`.
+"""``crossguide reference``: list, verify and (re)build the reference artifacts of :mod:`crossguide.reference`.
 
 A build runs the project's own training code, from scratch, exactly as the study would: for one modality and
 preset it prepares the main model (its evaluator's judges and language model with it), the classifier-guidance
@@ -19,12 +19,12 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from core import reference
-from core.checkpoint import read_config
-from core.errors import UsageError
-from core.guidance import Guidance
-from core.pipeline import denoiser_name, prepare
-from core.registry import get as get_modality
+from crossguide import reference
+from crossguide.checkpoint import read_config
+from crossguide.errors import UsageError
+from crossguide.guidance import Guidance
+from crossguide.pipeline import denoiser_name, prepare
+from crossguide.registry import get as get_modality
 
 COMMAND = "crossguide reference build"
 QUALITY = "CFG sweep, seed 0 (the bench's grid)"  # the card table's title
@@ -48,7 +48,7 @@ def build(modality: str, *, preset: str = "quick", names: Sequence[str] | None =
           quality: bool = True, progress: bool = True) -> list[str]:
     """Train and export ``modality``'s reference artifacts for ``preset`` (only ``names``, default all) into
     ``store`` (default the modality's ``reference/`` folder); returns the names built."""
-    from benchmarks.study import PLANS, study_models
+    from crossguide.benchmarks.study import PLANS, study_models
 
     m = get_modality(modality)
     spec, store = m.preset(preset), Path(store or m.references)
@@ -90,7 +90,7 @@ def rescore(names: Sequence[str], store: Path | None = None) -> list[str]:
 
 def bench_table(checkpoint: Path) -> list[dict[str, Any]]:
     """The bench's CFG sweep of ``checkpoint`` at seed 0: adherence, FD and diversity per ``w``."""
-    from core.bench import bench
+    from crossguide.bench import bench
 
     config = read_config(checkpoint)
     with tempfile.TemporaryDirectory(prefix="crossguide-card-") as tmp:

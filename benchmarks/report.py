@@ -25,10 +25,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from torch import Tensor  # noqa: E402
 
-from core import metrics as M  # noqa: E402
-from core import records, stats  # noqa: E402
-from core.metrics import mean_ci  # noqa: E402
-from core.pipeline import read_evaluation  # noqa: E402
+from crossguide import metrics as M  # noqa: E402
+from crossguide import records, stats  # noqa: E402
+from crossguide.metrics import mean_ci  # noqa: E402
+from crossguide.pipeline import read_evaluation  # noqa: E402
 
 Record = dict[str, Any]
 CORE_METRICS = {"adherence", "fd", "diversity", "diversity_rel", "precision", "recall", "density", "coverage"}
@@ -105,8 +105,9 @@ def value(r: Record, metric: str) -> float:
     return float("nan") if v is None else float(v)
 
 
-# metrics with per-sample data behind them (saved by core.pipeline.write_evaluation): these get bootstrap intervals
-# over samples and seeds, and differences of them paired intervals (core.stats); other metrics are seed means
+# metrics with per-sample data behind them (saved by crossguide.pipeline.write_evaluation): these get bootstrap
+# intervals over samples and seeds, and differences of them paired intervals (crossguide.stats); other metrics are
+# seed means
 BOOTSTRAPPED = ("adherence", "fd", "kid")
 # replicates per interval: set-level distances cost an eigendecomposition (FD) or a kernel sum (KID) each
 REPS = {"adherence": stats.REPS, "fd": 200, "kid": 200}

@@ -2,7 +2,7 @@
 moments, and restarted each time, end with the same bits as a run left alone? And how much work does each
 interruption cost?
 
-``python -m benchmarks.resume [--modality image] [--preset quick] [--dropout P] [--kills 10] [--terms 2]
+``python -m crossguide.benchmarks.resume [--modality image] [--preset quick] [--dropout P] [--kills 10] [--terms 2]
 [--ints 2] [--checkpoint-minutes 0.25] [--seed 0] [--out results/resume]``
 
 1. Train the preset's denoiser once, uninterrupted, in a child process (``straight``).
@@ -33,10 +33,10 @@ from typing import Any
 
 import torch
 
-from core import checkpoint as ckpt
-from core.errors import UsageError
-from core.registry import get as get_modality
-from core.trainer import train
+from crossguide import checkpoint as ckpt
+from crossguide.errors import UsageError
+from crossguide.registry import get as get_modality
+from crossguide.trainer import train
 
 SIGNALS = {"kill": signal.SIGKILL, "term": signal.SIGTERM, "int": signal.SIGINT}
 
@@ -64,7 +64,7 @@ def run_child(out: Path, modality: str, preset: str, dropout: float | None, chec
 
 def _launch(args: argparse.Namespace, out: Path) -> tuple[subprocess.Popen, float]:
     """Start a child on ``out``; returns it and the wall time at which it began training."""
-    cmd = [sys.executable, "-m", "benchmarks.resume", "--child", str(out), "--modality", args.modality,
+    cmd = [sys.executable, "-m", "crossguide.benchmarks.resume", "--child", str(out), "--modality", args.modality,
            "--preset", args.preset, "--checkpoint-minutes", str(args.checkpoint_minutes)]
     if args.dropout is not None:
         cmd += ["--dropout", str(args.dropout)]

@@ -1,8 +1,8 @@
 """The cross-modality guidance study: one command, every modality, one report.
 
 ``crossguide study [--preset smoke|quick|full] [--modalities toy,image,audio,text] [--seeds N] [--out DIR]``
-(also ``python -m benchmarks.study``). For each modality, on its default dataset, it trains (or reuses) a model
-and runs five sections through the same core code path (:func:`core.pipeline.run_settings`):
+(also ``python -m crossguide.benchmarks.study``). For each modality, on its default dataset, it trains (or reuses) a
+model and runs five sections through the same core code path (:func:`crossguide.pipeline.run_settings`):
 
 1. ``sweep``: the paper's grid of w (Ho & Salimans 2021, Table 1) plus w = -1;
 2. ``steps``: a few step counts at two values of w for two samplers;
@@ -30,14 +30,14 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from benchmarks import MODALITIES
-from core import rules
-from core.errors import UsageError
-from core.guidance import Guidance, Term
-from core.pipeline import Setting, prepare, run_settings
-from core.progress import bar
-from core.registry import PRESETS, Preset
-from core.registry import get as get_modality
+from crossguide import rules
+from crossguide.benchmarks import MODALITIES
+from crossguide.errors import UsageError
+from crossguide.guidance import Guidance, Term
+from crossguide.pipeline import Setting, prepare, run_settings
+from crossguide.progress import bar
+from crossguide.registry import PRESETS, Preset
+from crossguide.registry import get as get_modality
 
 SECTIONS = ("sweep", "steps", "negative", "mixing", "p_uncond", "rules")
 PAPER_GRID = (0.0, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 3.0, 4.0)
@@ -311,7 +311,7 @@ def run_study(
                                           "seconds": time.time() - started, "settings_computed": computed,
                                           "modalities": [m.name for m in mods]}]
         _write_json(meta_path, study)
-    from benchmarks.report import write_report
+    from crossguide.benchmarks.report import write_report
 
     return write_report(out)
 
@@ -328,7 +328,7 @@ def _write_json(path: Path, value: Any) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from core.cli import main as cli_main
+    from crossguide.cli import main as cli_main
 
     return cli_main(["study", *(sys.argv[1:] if argv is None else argv)])
 

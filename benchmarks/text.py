@@ -1,8 +1,8 @@
-"""``python -m benchmarks.text [options]``: the text guidance sweep, identical to ``crossguide bench text``."""
+"""``python -m crossguide.benchmarks.text``: the text sweep, identical to ``crossguide bench text``."""
 
 import sys
 
-from core.cli import main
+from crossguide.cli import main
 
 if __name__ == "__main__":
     sys.exit(main(["bench", "text", *sys.argv[1:]]))

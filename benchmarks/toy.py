@@ -1,8 +1,8 @@
-"""``python -m benchmarks.toy [options]``: the toy guidance sweep, identical to ``crossguide bench toy``."""
+"""``python -m crossguide.benchmarks.toy``: the toy sweep, identical to ``crossguide bench toy``."""
 
 import sys
 
-from core.cli import main
+from crossguide.cli import main
 
 if __name__ == "__main__":
     sys.exit(main(["bench", "toy", *sys.argv[1:]]))

@@ -1,6 +1,6 @@
-"""crossguide core: the modality-free classifier-free guidance engine (see DESIGN.md).
+"""crossguide: the modality-free classifier-free guidance engine (the repository's ``core/`` folder).
 
-Nothing in this package imports from ``modalities``; modalities plug in through :mod:`core.registry`.
+Nothing in this package imports from ``modalities``; modalities plug in through :mod:`crossguide.registry`.
 """
 
 __version__ = "0.1.0"

@@ -16,13 +16,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from core import plots, records
-from core.checkpoint import read_config
-from core.guidance import Guidance, Term
-from core.metrics import spearman
-from core.pipeline import Context, Setting, prepare, run_settings, write_json
-from core.registry import Preset
-from core.registry import get as get_modality
+from crossguide import plots, records
+from crossguide.checkpoint import read_config
+from crossguide.guidance import Guidance, Term
+from crossguide.metrics import spearman
+from crossguide.pipeline import Context, Setting, prepare, run_settings, write_json
+from crossguide.registry import Preset
+from crossguide.registry import get as get_modality
 
 PAPER_GRID = (0.0, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 3.0, 4.0)
 

@@ -1,6 +1,6 @@
 """Checkpoint directories: ``config.json`` + safetensors weights + training state, written atomically.
 
-Layout (DESIGN.md, "Checkpoint")::
+Layout (docs/API.md, "Checkpoints")::
 
     config.json            what to rebuild: modality, dataset, model and training configs
     model.safetensors      raw weights          ema.safetensors   EMA weights (used for sampling)
@@ -14,7 +14,7 @@ the previous checkpoint aside to ``.NAME.old-PID`` and renames the new one into 
 renames leaves no ``NAME``; the next :func:`exists`, :func:`load` or :func:`save` of ``NAME`` then restores the
 newest *complete* sibling (the new one if its manifest verifies, else the old one). Siblings left by dead
 processes are removed at that point too. The same sibling naming and clean-up serve any file written with
-:func:`write_atomic` (the records and manifests of :mod:`core.records`).
+:func:`write_atomic` (the records and manifests of :mod:`crossguide.records`).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from core.errors import UsageError
+from crossguide.errors import UsageError
 
 MANIFEST = "manifest.json"
 Sibling = Literal["tmp", "old"]  # tmp: being written; old: the previous version, moved aside during a swap

@@ -2,10 +2,10 @@
 
 A modality supplies a *backbone* ``(x_t [B, ...], t [B]) -> features [B, D]`` that reads the diffusion space
 (data space, or a learned embedding space) at any noise level; :class:`NoiseClassifier` adds one linear head per
-attribute. It is trained by the denoiser's trainer (:func:`core.trainer.train`) with :func:`classification_loss`:
+attribute. It is trained by the denoiser's trainer (:func:`crossguide.trainer.train`) with :func:`classification_loss`:
 random ``t``, cross-entropy of the clean labels, EMA weights, checkpointed and resumable like a denoiser.
 Attributes are treated as independent given ``x_t``: ``log p(c | x_t) = sum_a log p(c_a | x_t)`` over the
-attributes ``c`` states. Classifier guidance (:mod:`core.rules.classifier`) differentiates :meth:`log_prob`.
+attributes ``c`` states. Classifier guidance (:mod:`crossguide.rules.classifier`) differentiates :meth:`log_prob`.
 """
 
 from __future__ import annotations
@@ -18,16 +18,16 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor, nn
 
-from core import checkpoint as ckpt
-from core import conditions as C
-from core import reference
-from core.conditions import NULL, Attributes, Condition
-from core.config import TrainConfig
-from core.data import ConditionalDataset, Splits
-from core.judge import final_loss, masked_cross_entropy
-from core.parameterization import noise
-from core.schedules import Schedule
-from core.trainer import train
+from crossguide import checkpoint as ckpt
+from crossguide import conditions as C
+from crossguide import reference
+from crossguide.conditions import NULL, Attributes, Condition
+from crossguide.config import TrainConfig
+from crossguide.data import ConditionalDataset, Splits
+from crossguide.judge import final_loss, masked_cross_entropy
+from crossguide.parameterization import noise
+from crossguide.schedules import Schedule
+from crossguide.trainer import train
 
 
 class LogProb(Protocol):
@@ -85,7 +85,7 @@ def classification_loss(net: nn.Module, model: Any, schedule: Schedule, batch: T
                         eps: Tensor, self_cond: bool = False) -> Tensor:
     """Cross-entropy of the clean labels from ``x_t = sqrt(alpha_bar) x0 + sqrt(1 - alpha_bar) eps`` (Dhariwal &
     Nichol 2021, Sec. 4.1), summed over attributes; unlabelled (``NULL``) examples are skipped. A
-    :data:`core.trainer.Loss`."""
+    :data:`crossguide.trainer.Loss`."""
     x_t = noise(batch, eps, schedule.at(t))
     logits = net(x_t, t.float())
     return sum(masked_cross_entropy(logits[a], cond[a]) for a in logits)  # type: ignore[return-value]
@@ -114,7 +114,7 @@ def encoded(encode: Callable[[Tensor], Tensor], data: ConditionalDataset, batch_
 def accuracy_by_noise(classifier: NoiseClassifier, schedule: Schedule, test: ConditionalDataset,
                       fractions: Sequence[float] = (0.0, 0.25, 0.5, 0.75), seed: int = 0) -> dict[str, float]:
     """Held-out joint accuracy at a few noise levels, keyed by ``sigma``: how much the classifier still sees."""
-    from core.metrics import adherence
+    from crossguide.metrics import adherence
 
     g = torch.Generator().manual_seed(seed)
     eps = torch.randn(test.x.shape, generator=g)
@@ -144,13 +144,13 @@ def fit_classifier(
     progress: bool = True,
 ) -> tuple[NoiseClassifier, dict[str, Any]]:
     """Train (or resume, or load) a noise classifier in the checkpoint directory ``directory``, or load the
-    reference artifact ``name`` (:mod:`core.reference`) when ``directory`` holds none and the artifact was made
+    reference artifact ``name`` (:mod:`crossguide.reference`) when ``directory`` holds none and the artifact was made
     from the same encoded data, labels, architecture and training.
 
     Args:
         build: ``() -> NoiseClassifier``, fresh weights.
         encode: the denoiser's ``encode`` (the classifier reads the same diffusion space).
-        train_config: a :class:`core.trainer.TrainConfig` (no condition dropout: labels are clean).
+        train_config: a :class:`crossguide.trainer.TrainConfig` (no condition dropout: labels are clean).
         meta: JSON stored in its ``config.json`` (modality, dataset, backbone config).
 
     A directory trained on other data or settings (encoding, labels, architecture, training) is replaced, with

@@ -1,4 +1,4 @@
-"""The ``crossguide`` command line: a thin layer over :mod:`core.pipeline` and :mod:`core.bench`, plus the
+"""The ``crossguide`` command line: a thin layer over :mod:`crossguide.pipeline` and :mod:`crossguide.bench`, plus the
 subcommands installed through the ``crossguide.commands`` entry points (:class:`Command`): the study and the
 reference models are defined in the layer above core, which core never imports.
 
@@ -9,7 +9,7 @@ user's moved or overwritten. ``--debug``, anywhere on the command line, shows th
 exception is a bug: one ``error: internal error ...`` line and status 1.
 
 Nothing here imports torch before it is needed: ``--help``, ``list`` and the checks of names and numbers answer
-in a fraction of the seconds torch takes to load (the plug-ins' registries are free of it, :mod:`core.plugins`).
+in a fraction of the seconds torch takes to load (the plug-ins' registries are free of it, :mod:`crossguide.plugins`).
 """
 
 from __future__ import annotations
@@ -25,12 +25,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, Protocol
 
-from core.errors import UsageError, check_choice, check_range, describe_os_error
-from core.registry import PRESETS
+from crossguide.errors import UsageError, check_choice, check_range, describe_os_error
+from crossguide.registry import PRESETS
 
 if TYPE_CHECKING:
-    from core import conditions as C
-    from core.guidance import Guidance, Term
+    from crossguide import conditions as C
+    from crossguide.guidance import Guidance, Term
 
 # Sanity bounds on numbers, far beyond any preset or paper, that stop a typo from allocating terabytes, running
 # for years or overflowing: checked right after parsing, before any work.
@@ -114,7 +114,7 @@ class _Help(argparse.ArgumentDefaultsHelpFormatter):
 
 def _guidance_args(p: argparse.ArgumentParser) -> None:
     """``--rule``, ``--rule-args`` and the wrappers ``--interval`` and ``--schedule`` (read by :func:`_guidance`)."""
-    from core import rules
+    from crossguide import rules
 
     p.add_argument("--rule", default="cfg", metavar=_one_of(rules.names()),
                    help="guidance rule; its options: `crossguide list`")
@@ -130,7 +130,7 @@ def _guidance_args(p: argparse.ArgumentParser) -> None:
 
 def _sampler_args(p: argparse.ArgumentParser, *, sampler: str | None, steps: int | None) -> None:
     """``--sampler`` and ``--steps`` with these defaults (``None``: the preset's)."""
-    from core import samplers
+    from crossguide import samplers
 
     preset = " (default: the preset's)"
     p.add_argument("--sampler", default=sampler, metavar=_one_of(list(samplers.SAMPLERS)),
@@ -141,8 +141,8 @@ def _sampler_args(p: argparse.ArgumentParser, *, sampler: str | None, steps: int
 
 def _guidance(args: argparse.Namespace) -> Guidance:
     """The guidance spec of ``--rule``, ``--rule-args``, ``--interval`` and ``--schedule`` (at w = 0)."""
-    from core import conditions as C
-    from core.guidance import Guidance
+    from crossguide import conditions as C
+    from crossguide.guidance import Guidance
 
     options = C.pairs(args.rule_args, "--rule-args", "name")
     interval = None
@@ -166,7 +166,7 @@ def _guidance(args: argparse.Namespace) -> Guidance:
 
 def _data_args(p: argparse.ArgumentParser) -> None:
     """The modality and what ``train`` and ``bench`` read from it: dataset, data path, preset, seed."""
-    from core import registry
+    from crossguide import registry
 
     p.add_argument("modality", metavar=_one_of(registry.names()), help="the modality")
     p.add_argument("--dataset", help="dataset name, one of the modality's (`crossguide list`; default: the "
@@ -293,7 +293,7 @@ class _Broken:
 
 def commands() -> dict[str, Command]:
     """The installed ``crossguide.commands`` entry points, by name."""
-    from core.plugins import load_group
+    from crossguide.plugins import load_group
 
     found: dict[str, Command] = {}
     broken: dict[str, str] = {}
@@ -374,7 +374,7 @@ def _check_names(args: argparse.Namespace) -> None:
     """Every name given (modality, dataset, guidance rule, sampler) is one its registry knows: checked right after
     parsing, before torch or any model loads. The error lists the valid names, or says why a plug-in of that name
     failed to load."""
-    from core import registry, rules, samplers
+    from crossguide import registry, rules, samplers
 
     if getattr(args, "modality", None) is not None:
         modality = registry.get(args.modality)
@@ -414,8 +414,8 @@ def check_out(path: Path) -> None:
 
 
 def _check_checkpoint_target(path: Path) -> None:
-    """``path`` may receive a checkpoint (:func:`core.checkpoint.check_target`) and be written."""
-    from core import checkpoint as ckpt
+    """``path`` may receive a checkpoint (:func:`crossguide.checkpoint.check_target`) and be written."""
+    from crossguide import checkpoint as ckpt
 
     check_out(path)
     ckpt.check_target(path)
@@ -439,7 +439,7 @@ def check_json_object(path: Path) -> None:
 def _list() -> None:
     """``crossguide list``: the modalities with their datasets and presets, the guidance rules with their options,
     the samplers; read from the registries without loading torch."""
-    from core import registry, rules, samplers
+    from crossguide import registry, rules, samplers
 
     for name in registry.names():
         m = registry.get(name)
@@ -461,7 +461,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "sample":
         return _sample(args)
     if getattr(args, "from_scratch", False):
-        from core import reference
+        from crossguide import reference
 
         with reference.disabled():
             return _run_command(args)
@@ -470,7 +470,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _run_command(args: argparse.Namespace) -> int:
     if args.command == "bench":
-        from core.bench import bench, table
+        from crossguide.bench import bench, table
 
         guidance = _guidance(args)
         _check_bench(args)
@@ -488,9 +488,9 @@ def _run_command(args: argparse.Namespace) -> int:
 def _check_bench(args: argparse.Namespace) -> None:
     """What ``bench`` can check before training or sampling: its output folder, the checkpoint it reuses (or
     where it trains one) and that ``--steps`` fits the model's noise schedule."""
-    from core import registry
-    from core.pipeline import load_model
-    from core.schedules import respace
+    from crossguide import registry
+    from crossguide.pipeline import load_model
+    from crossguide.schedules import respace
 
     modality = registry.get(args.modality)
     check_out(args.out)
@@ -505,8 +505,8 @@ def _check_bench(args: argparse.Namespace) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from core import registry
-    from core.trainer import train
+    from crossguide import registry
+    from crossguide.trainer import train
 
     _check_checkpoint_target(args.out)
     modality = registry.get(args.modality)
@@ -530,8 +530,8 @@ def _terms(args: argparse.Namespace, attributes: C.Attributes, choice: C.Choice)
     """``--w`` as one term on the whole condition, or ``--compose``'s term per attribute (each weight in the
     ``--w`` range, each attribute once and set by ``--cond``: a term on an unset attribute would guide towards
     the unconditional model, silently)."""
-    from core import conditions as C
-    from core.guidance import Term
+    from crossguide import conditions as C
+    from crossguide.guidance import Term
 
     if not args.compose:
         return (Term(args.w),)
@@ -553,10 +553,10 @@ def _terms(args: argparse.Namespace, attributes: C.Attributes, choice: C.Choice)
 
 
 def _sample(args: argparse.Namespace) -> int:
-    from core import conditions as C
-    from core import registry
-    from core.pipeline import helper_models, load_model
-    from core.sampling import generate
+    from crossguide import conditions as C
+    from crossguide import registry
+    from crossguide.pipeline import helper_models, load_model
+    from crossguide.sampling import generate
 
     template = _guidance(args)  # a bad rule or option fails before the model loads
     check_out(args.out)

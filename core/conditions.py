@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor
 
-from core.errors import UsageError
+from crossguide.errors import UsageError
 
 NULL = -1
 Condition = dict[str, Tensor]  # attribute -> LongTensor[B]; NULL where the attribute is dropped

@@ -1,7 +1,7 @@
 """Training configs, free of torch: presets declare them and the command line lists them without loading it.
 
-:class:`TrainConfig` is the trainer's (:mod:`core.trainer`); :func:`training` turns a denoiser's into a noise
-classifier's (:mod:`core.classifier`).
+:class:`TrainConfig` is the trainer's (:mod:`crossguide.trainer`); :func:`training` turns a denoiser's into a noise
+classifier's (:mod:`crossguide.classifier`).
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import math
 from dataclasses import dataclass, fields, replace
 from typing import Any, Literal
 
-from core.errors import UsageError
+from crossguide.errors import UsageError
 
-Bf16 = Literal["auto", "on", "off"]  # bf16 autocast: "auto" only where the hardware has bf16 units (core.precision)
+Bf16 = Literal["auto", "on", "off"]  # bf16 autocast: "auto" only where the hardware has bf16 (crossguide.precision)
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,9 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-from core import conditions as C
-from core.conditions import Condition
-from core.errors import UsageError
+from crossguide import conditions as C
+from crossguide.conditions import Condition
+from crossguide.errors import UsageError
 
 
 @dataclass

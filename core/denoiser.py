@@ -1,7 +1,7 @@
-"""The denoiser contract shared by every modality (DESIGN.md, "Contracts").
+"""The denoiser contract shared by every modality (docs/PLUGINS.md, "The denoiser contract").
 
 A denoiser is an ``nn.Module`` called as ``model(x_t, t, cond)`` with ``x_t: [B, ...]`` in diffusion space,
-``t: [B]`` model time (training-step units) and ``cond`` a :data:`core.conditions.Condition`; it returns a
+``t: [B]`` model time (training-step units) and ``cond`` a :data:`crossguide.conditions.Condition`; it returns a
 tensor shaped like ``x_t`` holding its declared :attr:`prediction`. Guidance never lives inside it.
 
 Models that diffuse in a learned space (Diffusion-LM, Li et al. 2022) override the optional hooks:
@@ -19,8 +19,8 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from core.conditions import Attributes, Condition
-from core.parameterization import Prediction
+from crossguide.conditions import Attributes, Condition
+from crossguide.parameterization import Prediction
 
 
 class Denoiser(nn.Module):

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from core.conditions import NULL, Attributes, Condition
+from crossguide.conditions import NULL, Attributes, Condition
 
 
 def timestep_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:

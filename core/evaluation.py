@@ -13,9 +13,9 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
-from core import conditions as C
-from core import metrics as M
-from core.conditions import Condition
+from crossguide import conditions as C
+from crossguide import metrics as M
+from crossguide.conditions import Condition
 
 
 class Evaluator(Protocol):
@@ -40,7 +40,7 @@ class Evaluator(Protocol):
 @dataclass(frozen=True)
 class Evaluation:
     """The metrics of one generated set, with the per-sample data that paired bootstrap intervals
-    (:mod:`core.stats`) resample."""
+    (:mod:`crossguide.stats`) resample."""
 
     metrics: dict[str, float]
     judged: dict[str, Tensor]  # judged value index per attribute [N] (for confusion matrices)

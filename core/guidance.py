@@ -9,7 +9,7 @@ Convention (the paper's ``w``, stated once, used everywhere; Ho & Salimans 2021,
 * a negative condition in place of the unconditional one:
   ``eps~ = eps(x, c_neg) + (1 + w) (eps(x, c) - eps(x, c_neg))``.
 
-How the predictions are combined is a *rule* (:mod:`core.rules`: ``cfg`` above, and rescale, thresholding, APG,
+How the predictions are combined is a *rule* (:mod:`crossguide.rules`: ``cfg`` above, and rescale, thresholding, APG,
 CFG++, CFG-Zero*, autoguidance, classifier guidance, or a plug-in). The engine builds the 1 + K branches (a base
 and one per term), evaluates those the rule needs in one batched forward per network, and hands them to the rule.
 Two wrappers act on the weights before any rule, both on the noise level ``sigma = sqrt((1 - alpha_bar) /
@@ -32,14 +32,14 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from core import conditions as C
-from core import rules
-from core.conditions import Condition
-from core.denoiser import Denoiser, self_conditioned
-from core.errors import UsageError, check_choice
-from core.parameterization import Estimate, eps_from_x0, estimate
-from core.rules.base import StepInput
-from core.samplers import Step
+from crossguide import conditions as C
+from crossguide import rules
+from crossguide.conditions import Condition
+from crossguide.denoiser import Denoiser, self_conditioned
+from crossguide.errors import UsageError, check_choice
+from crossguide.parameterization import Estimate, eps_from_x0, estimate
+from crossguide.rules.base import StepInput
+from crossguide.samplers import Step
 
 SCHEDULES = ("constant", "linear", "cosine")
 

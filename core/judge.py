@@ -4,7 +4,7 @@ A modality supplies a *backbone* (raw examples ``[B, ...]`` -> features ``[B, D]
 linear head per attribute. Its penultimate features feed Frechet distance, precision/recall and diversity;
 its heads judge adherence (the role the Inception network plays for FID/IS in Ho & Salimans 2021).
 Trained judges are cached on disk, keyed by a fingerprint of their data and configuration, and the quick presets'
-judges ship as reference artifacts (:mod:`core.reference`): judges are part of the metric.
+judges ship as reference artifacts (:mod:`crossguide.reference`): judges are part of the metric.
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from core import checkpoint as ckpt
-from core import metrics as M
-from core import reference
-from core.conditions import NULL, Attributes, Condition
-from core.data import ConditionalDataset
-from core.progress import bar
+from crossguide import checkpoint as ckpt
+from crossguide import metrics as M
+from crossguide import reference
+from crossguide.conditions import NULL, Attributes, Condition
+from crossguide.data import ConditionalDataset
+from crossguide.progress import bar
 
 
 class Judge(nn.Module):
@@ -120,7 +120,7 @@ def accuracy(judge: Judge, x: Tensor, cond: Condition) -> dict[str, float]:
 def cached(cache: Path, name: str, key: str, build: Callable[[], nn.Module],
            train_fn: Callable[[nn.Module], dict[str, Any]], *, kind: str) -> tuple[nn.Module, dict[str, Any]]:
     """A trained module: the reference artifact ``name`` when it was made from what ``key`` fingerprints
-    (:mod:`core.reference`), else the local cache ``cache/name-key``, else built, trained by ``train_fn``
+    (:mod:`crossguide.reference`), else the local cache ``cache/name-key``, else built, trained by ``train_fn``
     (which returns its info, with ``final_loss``) and saved there. The info gains the module's ``id``
     (``name@`` the weights' sha256 prefix: the same weights give the same id anywhere) and its ``source``."""
     artifact = reference.find(name, key)
@@ -145,7 +145,7 @@ def cached(cache: Path, name: str, key: str, build: Callable[[], nn.Module],
 
 
 class JudgeEvaluator:
-    """The :class:`core.evaluation.Evaluator` made from a trained :class:`Judge`."""
+    """The :class:`crossguide.evaluation.Evaluator` made from a trained :class:`Judge`."""
 
     def __init__(self, judge: Judge, info: dict[str, Any],
                  objective: Callable[[Tensor, Condition], dict[str, float]] | None = None):

@@ -16,7 +16,7 @@ import torch
 from scipy import stats
 from torch import Tensor
 
-from core.conditions import NULL, Condition
+from crossguide.conditions import NULL, Condition
 
 
 def frechet_distance(real: Tensor, fake: Tensor) -> float:
@@ -27,7 +27,7 @@ def frechet_distance(real: Tensor, fake: Tensor) -> float:
 
 def frechet_statistic(real: Tensor) -> Callable[[Tensor, Tensor], Tensor]:
     """FD against fixed ``real`` features of fake features ``[M, D]`` drawn ``counts`` ``[B, M]`` times: ``[B]``
-    (a :data:`core.stats.Statistic`). ``tr (S_r S_f)^(1/2)`` is the trace of the square root of the symmetric
+    (a :data:`crossguide.stats.Statistic`). ``tr (S_r S_f)^(1/2)`` is the trace of the square root of the symmetric
     ``S_r^(1/2) S_f S_r^(1/2)``, which has the same eigenvalues, so a batched ``eigvalsh`` serves."""
     r = real.double().cpu()
     mu_r = r.mean(0)
@@ -69,7 +69,7 @@ def _offdiag_mean(k: Tensor) -> float:
 
 def kid_statistic(real: Tensor) -> Callable[[Tensor, Tensor], Tensor]:
     """KID against fixed ``real`` features of fake features drawn ``counts`` times: ``[B]`` (a
-    :data:`core.stats.Statistic`)."""
+    :data:`crossguide.stats.Statistic`)."""
     r = real.double().cpu()
     k_rr_mean = _offdiag_mean(_poly_kernel(r, r))
 

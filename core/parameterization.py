@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Literal, NamedTuple
 if TYPE_CHECKING:
     from torch import Tensor
 
-from core.errors import check_choice
+from crossguide.errors import check_choice
 
 Prediction = Literal["eps", "x0", "v", "flow"]
 PREDICTIONS: tuple[Prediction, ...] = ("eps", "x0", "v", "flow")

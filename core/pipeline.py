@@ -19,23 +19,23 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from core import checkpoint as ckpt
-from core import conditions as C
-from core import metrics as M
-from core import records, reference, samplers
-from core.classifier import NoiseClassifier, fit_classifier
-from core.data import Splits
-from core.denoiser import Denoiser
-from core.errors import UsageError
-from core.evaluation import Evaluation, Evaluator, evaluate, reference_diversity
-from core.guidance import Guidance
-from core.judge import final_loss
-from core.registry import Modality, Preset
-from core.registry import get as get_modality
-from core.sampling import generate
-from core.schedules import Schedule, from_tensors
-from core.schedules import make as make_schedule
-from core.trainer import TrainConfig, train
+from crossguide import checkpoint as ckpt
+from crossguide import conditions as C
+from crossguide import metrics as M
+from crossguide import records, reference, samplers
+from crossguide.classifier import NoiseClassifier, fit_classifier
+from crossguide.data import Splits
+from crossguide.denoiser import Denoiser
+from crossguide.errors import UsageError
+from crossguide.evaluation import Evaluation, Evaluator, evaluate, reference_diversity
+from crossguide.guidance import Guidance
+from crossguide.judge import final_loss
+from crossguide.registry import Modality, Preset
+from crossguide.registry import get as get_modality
+from crossguide.sampling import generate
+from crossguide.schedules import Schedule, from_tensors
+from crossguide.schedules import make as make_schedule
+from crossguide.trainer import TrainConfig, train
 
 
 def cache_dir() -> Path:
@@ -62,7 +62,7 @@ class Context:
     train_stats: dict[str, Any] = field(default_factory=dict)
     model_dir: Path | None = None  # the checkpoint directory the weights come from (trained, given or a reference)
     work_dir: Path | None = None  # where models derived from it are trained (the classifier: beside it)
-    model_source: str = "trained"  # "trained", "checkpoint" (given) or "reference" (core.reference)
+    model_source: str = "trained"  # "trained", "checkpoint" (given) or "reference" (crossguide.reference)
     helper_models: dict[str, Any] = field(default_factory=dict)  # built on first use: name -> module
     helper_info: dict[str, Any] = field(default_factory=dict)  # name -> what records say about it
 
@@ -133,7 +133,7 @@ def load_model(path: Path, weights: str = "ema") -> tuple[Denoiser, Schedule, di
 
     The files are verified against the manifest and ``config.json``'s fields against their types first, so an
     error while rebuilding the model comes from their content (a config edited by hand, weights of another
-    model): always a :class:`~core.checkpoint.CheckpointError` naming the checkpoint, never a bare KeyError."""
+    model): always a :class:`~crossguide.checkpoint.CheckpointError` naming the checkpoint, never a bare KeyError."""
     config = ckpt.read_config(path)
     for key, kind in CONFIG_FIELDS.items():
         if not isinstance(config.get(key, kind()), kind) or (key in REQUIRED_CONFIG and key not in config):
@@ -295,7 +295,7 @@ def prepare(
 
 
 def denoiser_name(modality: str, dataset: str, preset: str, train_overrides: Mapping[str, Any] | None = None) -> str:
-    """The reference-artifact name (:mod:`core.reference`) of the denoiser :func:`prepare` trains."""
+    """The reference-artifact name (:mod:`crossguide.reference`) of the denoiser :func:`prepare` trains."""
     changed = "".join(f"-{k}{v}" for k, v in sorted((train_overrides or {}).items()))
     return f"denoiser-{modality}-{dataset}-{preset}{changed}"
 
@@ -359,7 +359,7 @@ def run_setting(ctx: Context, setting: Setting, seed: int, out: Path, *, progres
 
 def write_evaluation(path: Path, ev: Evaluation) -> None:
     """The per-sample data of one setting's evaluation (judge features, joint adherence, the real features they
-    were compared with), which the report's bootstrap intervals resample (:mod:`core.stats`)."""
+    were compared with), which the report's bootstrap intervals resample (:mod:`crossguide.stats`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {"features": ev.features, "correct": ev.correct, "real": ev.real}
     save_file({k: v.detach().float().cpu().contiguous() for k, v in tensors.items()}, str(path))

@@ -12,8 +12,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from core import records  # noqa: E402
-from core.metrics import mean_ci  # noqa: E402
+from crossguide import records  # noqa: E402
+from crossguide.metrics import mean_ci  # noqa: E402
 
 Record = dict[str, Any]
 LABELS = {

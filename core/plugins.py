@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any, TypeVar
 
-from core.errors import UsageError
+from crossguide.errors import UsageError
 
 T = TypeVar("T")
 

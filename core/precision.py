@@ -13,8 +13,8 @@ from collections.abc import Iterator
 
 import torch
 
-from core.config import Bf16
-from core.errors import check_choice
+from crossguide.config import Bf16
+from crossguide.errors import check_choice
 
 
 @functools.cache

@@ -19,8 +19,8 @@ from typing import Any, Literal
 
 import jsonschema
 
-from core.checkpoint import write_atomic
-from core.errors import UsageError, check_choice
+from crossguide.checkpoint import write_atomic
+from crossguide.errors import UsageError, check_choice
 
 
 @functools.cache

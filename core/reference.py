@@ -3,15 +3,15 @@
 Guidance is a sampling-time method, and the field compares guidance rules on fixed checkpoints judged by fixed
 feature extractors (FID's Inception network). crossguide ships such *reference artifacts* for its quick presets:
 denoisers, noise classifiers, judges and any language model an evaluator scores with. Each is a checkpoint
-directory (:mod:`core.checkpoint`) beside a model card (``CARD.md``) in the ``reference/`` folder of the package
-that provides its modality (:attr:`core.registry.Modality.references`), indexed by ``references.json``:
+directory (:mod:`crossguide.checkpoint`) beside a model card (``CARD.md``) in the ``reference/`` folder of the package
+that provides its modality (:attr:`crossguide.registry.Modality.references`), indexed by ``references.json``:
 name -> kind, the fingerprint of the config and data that made it, the sha256 and size of every file, and the
 card's facts (command, seed, commit, training time, final loss, quality).
 
 An artifact is used only where the code would otherwise train the very same thing: the caller names the
 artifact and gives the fingerprint of what it would train (:func:`fingerprint`); :func:`find` returns the
 verified directory when the two agree, ``None`` (saying so in one line) when they differ, and raises
-:class:`core.checkpoint.CheckpointError` when the files disagree with the index (a checksum mismatch or a
+:class:`crossguide.checkpoint.CheckpointError` when the files disagree with the index (a checksum mismatch or a
 missing file is never a silent retrain or a silent use). ``--from-scratch`` runs inside :func:`disabled`.
 The artifacts themselves are made by the project's own training code inside :func:`building`, which exports
 every model the code trains or loads (:func:`offer`) into a store.
@@ -34,7 +34,7 @@ from typing import Any
 
 from torch import Tensor
 
-from core import checkpoint as ckpt
+from crossguide import checkpoint as ckpt
 
 INDEX = "references.json"
 CARD = "CARD.md"
@@ -64,7 +64,7 @@ def trained_by(train_config: Any) -> dict[str, Any]:
 def stores() -> list[Path]:
     """Where artifacts are looked for: the folders in ``$CROSSGUIDE_REFERENCES`` (``os.pathsep``-separated; a
     user's own reference set), then the ``reference/`` folder of every registered modality's package."""
-    from core import registry  # the registry imports plug-ins, which import this module: import late
+    from crossguide import registry  # the registry imports plug-ins, which import this module: import late
 
     extra = [Path(p) for p in os.environ.get("CROSSGUIDE_REFERENCES", "").split(os.pathsep) if p]
     return extra + [m.references for m in map(registry.get, registry.names()) if m.references is not None]
@@ -124,7 +124,7 @@ def artifacts() -> list[Artifact]:
 def get(name: str) -> Artifact:
     known = {a.name: a for a in artifacts()}
     if name not in known:
-        from core.errors import check_choice
+        from crossguide.errors import check_choice
 
         check_choice("reference artifact", name, known)
     return known[name]

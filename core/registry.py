@@ -15,17 +15,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core.config import TrainConfig, training
-from core.errors import UsageError, check_choice
-from core.plugins import load_group, lookup
+from crossguide.config import TrainConfig, training
+from crossguide.errors import UsageError, check_choice
+from crossguide.plugins import load_group, lookup
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
 
-    from core.data import ConditionalDataset, Splits
-    from core.denoiser import Denoiser
-    from core.evaluation import Evaluator
-    from core.schedules import Schedule
+    from crossguide.data import ConditionalDataset, Splits
+    from crossguide.denoiser import Denoiser
+    from crossguide.evaluation import Evaluator
+    from crossguide.schedules import Schedule
 
 MODALITY_GROUP = "crossguide.modalities"
 DATASET_GROUP = "crossguide.datasets"
@@ -74,7 +74,7 @@ class Modality(abc.ABC):
         return self.datasets[name](self.preset(preset).data, path, seed)
 
     def schedule(self, preset: Preset) -> Schedule:
-        from core.schedules import make
+        from crossguide.schedules import make
 
         return make(preset.schedule, preset.T)
 
@@ -119,7 +119,7 @@ class Modality(abc.ABC):
 
     @property
     def references(self) -> Path | None:
-        """The folder of reference artifacts (:mod:`core.reference`) shipped in the package that defines this
+        """The folder of reference artifacts (:mod:`crossguide.reference`) shipped in the package that defines this
         modality: ``reference/`` beside its module (it may not exist)."""
         file = getattr(sys.modules.get(type(self).__module__), "__file__", None)
         return None if file is None else Path(file).parent / "reference"

@@ -14,14 +14,14 @@ import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from core.errors import check_choice
-from core.parameterization import Estimate
+from crossguide.errors import check_choice
+from crossguide.parameterization import Estimate
 
 if TYPE_CHECKING:  # torch is imported where samples are drawn: the command line names the samplers without it
     import torch
     from torch import Tensor
 
-    from core.schedules import Schedule
+    from crossguide.schedules import Schedule
 
 
 class Step(NamedTuple):
@@ -42,7 +42,7 @@ def _levels(schedule: Schedule, steps: int, x: Tensor) -> tuple[list[Step], list
     """Per-step :class:`Step` s and alpha_bars, plus a final clean level (alpha_bar = 1)."""
     import torch
 
-    from core.schedules import respace
+    from crossguide.schedules import respace
 
     grid = respace(schedule, steps)
     n = len(grid.t)

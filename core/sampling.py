@@ -10,15 +10,15 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-from core import conditions as C
-from core import samplers
-from core.conditions import Condition
-from core.denoiser import Denoiser
-from core.errors import NonFiniteError, UsageError
-from core.guidance import Guidance, Guided
-from core.precision import Bf16, autocast
-from core.progress import bar
-from core.schedules import Schedule, respace
+from crossguide import conditions as C
+from crossguide import samplers
+from crossguide.conditions import Condition
+from crossguide.denoiser import Denoiser
+from crossguide.errors import NonFiniteError, UsageError
+from crossguide.guidance import Guidance, Guided
+from crossguide.precision import Bf16, autocast
+from crossguide.progress import bar
+from crossguide.schedules import Schedule, respace
 
 
 class Generation(NamedTuple):

@@ -15,7 +15,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from core.errors import UsageError, check_choice
+from crossguide.errors import UsageError, check_choice
 
 
 @dataclass(frozen=True, eq=False)

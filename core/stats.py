@@ -1,6 +1,6 @@
 """Bootstrap intervals for metrics of generated samples, one setting alone or two settings paired.
 
-Settings of one study share their initial noise and requested conditions seed by seed (:mod:`core.sampling`), so
+Settings of one study share their initial noise and requested conditions seed by seed (:mod:`crossguide.sampling`), so
 sample ``i`` of seed ``s`` in setting A and sample ``i`` of seed ``s`` in setting B differ only by what the
 comparison changes. The right question about ``metric(B) - metric(A)`` is then a paired one: each bootstrap
 replicate redraws the seeds with replacement, and within each drawn seed the sample rows, the *same* rows for

@@ -4,7 +4,7 @@ Joint conditional/unconditional training by condition dropout (Ho & Salimans 202
 AdamW with warmup and cosine decay, gradient clipping, EMA weights, optional bf16 autocast, checkpoint
 directories with exact resume, and data parallelism under ``torchrun`` (DDP; gloo on CPU, nccl on GPU).
 The loss is a plug-in (:data:`Loss`): the denoising loss by default, the noisy-classifier loss of
-:mod:`core.classifier` for classifier guidance, which so trains, checkpoints and resumes the same way.
+:mod:`crossguide.classifier` for classifier guidance, which so trains, checkpoints and resumes the same way.
 The EMA weights at step ``weak_at`` are kept in the checkpoint as the weaker model autoguidance guides away from.
 
 Every random draw comes from one seeded ``torch.Generator``, and dropout's from torch's global RNG, which the
@@ -34,16 +34,16 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from core import checkpoint as ckpt
-from core import conditions as C
-from core.config import TrainConfig
-from core.data import ConditionalDataset
-from core.denoiser import Denoiser, self_conditioned
-from core.errors import UsageError
-from core.parameterization import estimate, noise, target
-from core.precision import autocast, resolve_device
-from core.progress import bar as progress_bar
-from core.schedules import Schedule, to_tensors
+from crossguide import checkpoint as ckpt
+from crossguide import conditions as C
+from crossguide.config import TrainConfig
+from crossguide.data import ConditionalDataset
+from crossguide.denoiser import Denoiser, self_conditioned
+from crossguide.errors import UsageError
+from crossguide.parameterization import estimate, noise, target
+from crossguide.precision import autocast, resolve_device
+from crossguide.progress import bar as progress_bar
+from crossguide.schedules import Schedule, to_tensors
 
 
 class TrainResult(NamedTuple):

@@ -1,2 +1,2 @@
 """Reference modalities: each sub-package is a plug-in registered through the ``crossguide.modalities`` entry
-points (see ``core.registry``)."""
+points (see ``crossguide.registry``)."""

@@ -7,8 +7,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from core.trainer import TrainConfig, train
-from modalities.toy.mlp import MLPDenoiser
+from crossguide.modalities.toy.mlp import MLPDenoiser
+from crossguide.trainer import TrainConfig, train
 from tests.helpers import SCHEDULE, toy_data
 
 if __name__ == "__main__":

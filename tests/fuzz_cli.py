@@ -385,12 +385,12 @@ def cases(w: Workspace) -> list[Case]:
 
 
 def spawn(case: Case, cpu_limit: int, timeout: float) -> tuple[int | None, str]:
-    """Run ``python -m core.cli ARGV`` in a fresh process; its exit status (``None``: it hung) and stderr.
+    """Run ``python -m crossguide.cli ARGV`` in a fresh process; its exit status (``None``: it hung) and stderr.
 
     A hang is a process that spins past ``cpu_limit`` CPU seconds (killed by RLIMIT_CPU) or blocks past
     ``timeout`` wall seconds: CPU time, because on a shared machine a niced process may wait long for a core.
     """
-    cmd = [*(LOCKED if case.locked else []), sys.executable, "-m", "core.cli", *case.argv]
+    cmd = [*(LOCKED if case.locked else []), sys.executable, "-m", "crossguide.cli", *case.argv]
     with subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdin=subprocess.DEVNULL,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace") as proc:
         resource.prlimit(proc.pid, resource.RLIMIT_CPU, (cpu_limit, cpu_limit + 5))  # (no preexec_fn: threads)
@@ -404,10 +404,10 @@ def spawn(case: Case, cpu_limit: int, timeout: float) -> tuple[int | None, str]:
 
 def fork(case: Case, cpu_limit: int, timeout: float) -> tuple[int | None, str]:
     """:func:`spawn` without the interpreter's start-up: a child forked from this process, which imported the
-    CLI once, runs ``core.cli.main(ARGV)`` as ``python -m core.cli`` would (an uncaught exception prints its
+    CLI once, runs ``crossguide.cli.main(ARGV)`` as ``python -m crossguide.cli`` would (an uncaught exception prints its
     traceback). A fresh process per input, not a fresh interpreter: for a loaded machine, where start-up
     (imports) is most of the cost."""
-    from core.cli import main as cli
+    from crossguide.cli import main as cli
 
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         sys.stdout.flush()
@@ -475,7 +475,7 @@ def main() -> int:
                                                                   "hang (blocked, not spinning)")
     ap.add_argument("--jobs", type=int, default=1, help="inputs run at once (not with --fork)")
     ap.add_argument("--fork", action="store_true", help="fork each input from this process instead of starting "
-                                                        "`python -m core.cli` (see `fork`)")
+                                                        "`python -m crossguide.cli` (see `fork`)")
     ap.add_argument("--start", type=int, default=1, help="begin at this input (1-based), to resume a run")
     ap.add_argument("--only", nargs="*", help="classes to run (default: all)")
     ap.add_argument("--log", type=Path, help="append each input's outcome and stderr here (JSON lines)")
@@ -493,7 +493,7 @@ def main() -> int:
     root = Path(tempfile.mkdtemp(prefix="crossguide-fuzz-"))
     try:
         w = Workspace(root)
-        setup = subprocess.run([sys.executable, "-m", "core.cli", "train", "toy", "--preset", "smoke", "--out",
+        setup = subprocess.run([sys.executable, "-m", "crossguide.cli", "train", "toy", "--preset", "smoke", "--out",
                                 str(w.ck)], cwd=ROOT, capture_output=True, text=True,
                                env={**os.environ, "OMP_NUM_THREADS": "1"})
         if setup.returncode != 0:
@@ -502,7 +502,7 @@ def main() -> int:
         todo = [c for c in cases(w) if not args.only or c.kind in args.only]
         assert len({tuple(c.argv) for c in todo}) == len(todo), "inputs must be distinct"
         if args.fork:
-            from core import registry
+            from crossguide import registry
 
             registry.names()  # load the plug-ins once, before forking
         tally = {}

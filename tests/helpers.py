@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import torch
 
-from core.data import ConditionalDataset
-from core.schedules import linear
-from modalities.toy.data import MIXTURE
-from modalities.toy.mixture import ATTRIBUTES, ExactDenoiser
-from modalities.toy.mlp import MLPDenoiser
-from modalities.toy.modality import MODALITY
+from crossguide.data import ConditionalDataset
+from crossguide.modalities.toy.data import MIXTURE
+from crossguide.modalities.toy.mixture import ATTRIBUTES, ExactDenoiser
+from crossguide.modalities.toy.mlp import MLPDenoiser
+from crossguide.modalities.toy.modality import MODALITY
+from crossguide.schedules import linear
 
 SCHEDULE = linear(1000)
 

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import soundfile as sf
 
-from core import registry
-from core.bench import bench, default_ws
-from core.errors import UsageError
+from crossguide import registry
+from crossguide.bench import bench, default_ws
+from crossguide.errors import UsageError
 
 
 def test_smoke_bench_end_to_end(tmp_path: Path) -> None:
@@ -48,7 +48,7 @@ def test_spectrogram_grid_is_one_png_with_a_tile_per_sample_low_frequencies_at_t
     import torch
     from PIL import Image
 
-    from modalities.audio.outputs import TILE, spectrogram_grid
+    from crossguide.modalities.audio.outputs import TILE, spectrogram_grid
 
     t = torch.arange(1000) / 4000
     clips = torch.stack([torch.sin(2 * math.pi * f * t) for f in (250.0, 1000.0)] * 5)[:, None]  # [10, 1, 1000]

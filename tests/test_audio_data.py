@@ -8,12 +8,12 @@ import pytest
 import soundfile as sf
 import torch
 
-from core.errors import UsageError
-from modalities.audio import speech
-from modalities.audio.clips import PEAK
-from modalities.audio.folder import folder_dataset
-from modalities.audio.notes import MIDI, PITCHES, TIMBRES, additive, midi_to_hz, notes_dataset, synthesize
-from modalities.audio.pitch import f0_midi, pitch_accuracy, pitch_class
+from crossguide.errors import UsageError
+from crossguide.modalities.audio import speech
+from crossguide.modalities.audio.clips import PEAK
+from crossguide.modalities.audio.folder import folder_dataset
+from crossguide.modalities.audio.notes import MIDI, PITCHES, TIMBRES, additive, midi_to_hz, notes_dataset, synthesize
+from crossguide.modalities.audio.pitch import f0_midi, pitch_accuracy, pitch_class
 
 SMALL = {"sample_rate": 8000, "duration": 0.1, "per_condition": 3}
 

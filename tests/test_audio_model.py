@@ -5,11 +5,11 @@ import math
 import pytest
 import torch
 
-from core.errors import UsageError
-from core.schedules import make, respace
-from modalities.audio.conv import Conv1d
-from modalities.audio.diffwave import DiffWave
-from modalities.audio.schedules import FAST_BETAS
+from crossguide.errors import UsageError
+from crossguide.modalities.audio.conv import Conv1d
+from crossguide.modalities.audio.diffwave import DiffWave
+from crossguide.modalities.audio.schedules import FAST_BETAS
+from crossguide.schedules import make, respace
 
 ATTRS = {"pitch": ["C", "D", "E"], "timbre": ["sine", "saw"]}
 

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from benchmarks.guidance_cost import main
-from core import records
+from crossguide import records
+from crossguide.benchmarks.guidance_cost import main
 
 
 def test_guidance_cost_records_every_variant(tmp_path: Path) -> None:

@@ -6,13 +6,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks.report import matched_fd
-from core import checkpoint as ckpt
-from core.classifier import NoiseClassifier, accuracy_by_noise, fit_classifier
-from core.config import training
-from core.parameterization import PREDICTIONS, estimate, target
-from modalities.toy.mlp import NoisyMLP
-from modalities.toy.modality import MODALITY
+from crossguide import checkpoint as ckpt
+from crossguide.benchmarks.report import matched_fd
+from crossguide.classifier import NoiseClassifier, accuracy_by_noise, fit_classifier
+from crossguide.config import training
+from crossguide.modalities.toy.mlp import NoisyMLP
+from crossguide.modalities.toy.modality import MODALITY
+from crossguide.parameterization import PREDICTIONS, estimate, target
 from tests.helpers import SCHEDULE
 
 

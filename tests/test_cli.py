@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from core import records
-from core.cli import main
-from core.errors import UsageError
+from crossguide import records
+from crossguide.cli import main
+from crossguide.errors import UsageError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -77,7 +77,7 @@ def test_sample_names_its_setting_on_the_grid_and_a_progress_bar_of_steps(
         bench_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     """A composition's grid is titled with its weights (it once read "w=0"), and sampling shows one bar named by
     the rule, the weights and the sampler that counts sampling steps."""
-    from modalities.toy.modality import MODALITY
+    from crossguide.modalities.toy.modality import MODALITY
 
     titles: list[str] = []
     monkeypatch.setattr(MODALITY, "draw", lambda samples, labels, path, title, info: titles.append(title))
@@ -158,7 +158,7 @@ def test_debug_shows_the_traceback_and_training_keeps_a_folder_of_the_users_file
 
 
 def test_console_script_prints_no_traceback() -> None:
-    proc = subprocess.run([sys.executable, "-m", "core.cli", "bench", "nope", "--out", "/tmp/x"],
+    proc = subprocess.run([sys.executable, "-m", "crossguide.cli", "bench", "nope", "--out", "/tmp/x"],
                           capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and proc.stderr.startswith("error: unknown modality 'nope'")
@@ -196,7 +196,7 @@ def test_every_crossguide_command_in_the_readme_parses() -> None:
     import re
     import shlex
 
-    from core.cli import _arguments, _check_ranges, parser
+    from crossguide.cli import _arguments, _check_ranges, parser
 
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     blocks = re.findall(r"```bash\n(.*?)```", readme, re.S)
@@ -210,7 +210,7 @@ def test_every_crossguide_command_in_the_readme_parses() -> None:
 
 def _subcommands() -> dict[str, argparse.ArgumentParser]:
     """Every ``crossguide`` subcommand's parser, by name."""
-    from core.cli import parser
+    from crossguide.cli import parser
 
     ap = parser()
     return next(a for a in ap._actions if isinstance(a, argparse._SubParsersAction)).choices
@@ -229,7 +229,7 @@ def _required(sub: argparse.ArgumentParser) -> list[str]:
 def test_every_numeric_option_takes_a_value_with_a_leading_minus() -> None:
     """``--w -3,-1,0`` is a value, not an option (argparse alone stops with "expected one argument"): every option
     of every command that takes numbers, lists included, through the real parser."""
-    from core.cli import _arguments, _floats, parser
+    from crossguide.cli import _arguments, _floats, parser
 
     cases = {_floats: ("-3,-.5,-1e-1", [-3.0, -0.5, -0.1]), float: ("-1e-3", -1e-3), int: ("-2", -2)}
     seen = set()
@@ -274,7 +274,7 @@ def test_every_option_the_readme_names_exists() -> None:
 
 _WITHOUT_TORCH = """
 import contextlib, io, json, sys
-from core.cli import main
+from crossguide.cli import main
 
 results = []
 for argv in json.loads(sys.argv[1]):
@@ -315,7 +315,7 @@ def test_every_deferred_plug_in_function_resolves() -> None:
     function: a misspelt name would otherwise fail only when that dataset is first used."""
     import re
 
-    from core.plugins import Deferred
+    from crossguide.plugins import Deferred
 
     sources = "".join(p.read_text(encoding="utf-8") for p in (ROOT / "modalities").rglob("*.py"))
     targets = re.findall(r'Deferred\("([\w.]+:\w+)"\)', sources)
@@ -339,7 +339,7 @@ class _Echo:
 
 def test_commands_come_from_entry_points_and_a_broken_one_says_why(monkeypatch: pytest.MonkeyPatch,
                                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    import core.cli as cli
+    import crossguide.cli as cli
 
     installed = cli.commands()
     assert {"study", "reference"} <= installed.keys()  # benchmarks/ registers them; core/ never imports it

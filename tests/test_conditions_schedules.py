@@ -7,10 +7,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core import conditions as C
-from core import schedules as S
-from core.errors import UsageError
-from core.parameterization import estimate, noise, target
+from crossguide import conditions as C
+from crossguide import schedules as S
+from crossguide.errors import UsageError
+from crossguide.parameterization import estimate, noise, target
 
 ATTRS = {"shape": ["circle", "square", "star"], "color": ["red", "blue"]}
 

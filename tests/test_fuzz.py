@@ -23,13 +23,13 @@ import soundfile as sf
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from core import conditions as C
-from core.cli import MAX_SEED, MAX_W, RANGES, main
-from core.data import Splits
-from core.errors import UsageError
-from modalities.audio.folder import folder_dataset as audio_folder
-from modalities.image.datasets import folder_dataset as image_folder
-from modalities.text.jsonl import jsonl
+from crossguide import conditions as C
+from crossguide.cli import MAX_SEED, MAX_W, RANGES, main
+from crossguide.data import Splits
+from crossguide.errors import UsageError
+from crossguide.modalities.audio.folder import folder_dataset as audio_folder
+from crossguide.modalities.image.datasets import folder_dataset as image_folder
+from crossguide.modalities.text.jsonl import jsonl
 from tests.fuzz_cli import PROGRESS, resign
 
 FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -297,7 +297,7 @@ def test_debug_shows_the_traceback_and_its_absence_one_line(argv: list[str], wor
 
 def test_non_finite_samples_are_an_error_and_never_written(work: Path, monkeypatch: pytest.MonkeyPatch,
                                                            capsys: pytest.CaptureFixture[str]) -> None:
-    from core import samplers
+    from crossguide import samplers
 
     ddim = samplers.get("ddim")
     monkeypatch.setattr(samplers, "get", lambda name: lambda *a, **k: ddim(*a, **k) * float("nan"))

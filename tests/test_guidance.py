@@ -5,14 +5,14 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core import conditions as C
-from core.denoiser import Denoiser
-from core.errors import UsageError
-from core.guidance import Guidance, Guided, Term
-from core.parameterization import estimate
-from core.rules import linear_coefficients as coefficients
-from core.samplers import Step
-from modalities.toy.mixture import ATTRIBUTES
+from crossguide import conditions as C
+from crossguide.denoiser import Denoiser
+from crossguide.errors import UsageError
+from crossguide.guidance import Guidance, Guided, Term
+from crossguide.modalities.toy.mixture import ATTRIBUTES
+from crossguide.parameterization import estimate
+from crossguide.rules import linear_coefficients as coefficients
+from crossguide.samplers import Step
 from tests.helpers import SCHEDULE, random_mlp
 
 B = 12

@@ -5,12 +5,12 @@ import pytest
 import torch
 from PIL import Image
 
-from core import conditions as C
-from core.cli import main
-from core.errors import UsageError
-from modalities.image import MODALITY
-from modalities.image.pictures import MAX_COLS, MAX_ROWS
-from modalities.image.shapes import render
+from crossguide import conditions as C
+from crossguide.cli import main
+from crossguide.errors import UsageError
+from crossguide.modalities.image import MODALITY
+from crossguide.modalities.image.pictures import MAX_COLS, MAX_ROWS
+from crossguide.modalities.image.shapes import render
 
 OPTIONS = {"size": 16, "train_per_condition": 6, "test_per_condition": 2, "radius_px": [3.0, 5.5]}
 

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from core import records
-from core.bench import bench
-from core.pipeline import cache_dir
-from core.registry import get
-from modalities.image import MODALITY
+from crossguide import records
+from crossguide.bench import bench
+from crossguide.modalities.image import MODALITY
+from crossguide.pipeline import cache_dir
+from crossguide.registry import get
 
 
 def test_image_is_registered_through_its_entry_point():

@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from core.conditions import NULL
-from core.errors import UsageError
-from modalities.image import MODALITY
-from modalities.image.unet import UNet
+from crossguide.conditions import NULL
+from crossguide.errors import UsageError
+from crossguide.modalities.image import MODALITY
+from crossguide.modalities.image.unet import UNet
 
 SHAPES_ATTRS = {"shape": ["circle", "square", "triangle", "plus"], "color": ["red", "green", "blue", "yellow"]}
 DIGIT_ATTRS = {"digit": [str(d) for d in range(10)]}

@@ -6,10 +6,10 @@ import torch
 from scipy import linalg
 from torch import nn
 
-from core import metrics as M
-from core.conditions import NULL
-from core.data import ConditionalDataset
-from core.judge import FitConfig, Judge, fit, predict
+from crossguide import metrics as M
+from crossguide.conditions import NULL
+from crossguide.data import ConditionalDataset
+from crossguide.judge import FitConfig, Judge, fit, predict
 
 
 def test_frechet_distance_matches_scipy_sqrtm_reference() -> None:

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks import references
-from benchmarks.study import run_study
-from core import checkpoint as ckpt
-from core import records, reference
-from core.cli import main
-from core.pipeline import load_model, prepare
-from core.registry import get as get_modality
+from crossguide import checkpoint as ckpt
+from crossguide import records, reference
+from crossguide.benchmarks import references
+from crossguide.benchmarks.study import run_study
+from crossguide.cli import main
+from crossguide.pipeline import load_model, prepare
+from crossguide.registry import get as get_modality
 
 MODALITIES = ("toy", "image", "audio", "text")
 BUDGET_MIB = 40

@@ -16,15 +16,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from core import checkpoint as ckpt
-from core import records
-from core import trainer as T
-from core.errors import UsageError
-from core.pipeline import load_model
-from core.trainer import TrainConfig, train
-from modalities.toy.mixture import ATTRIBUTES
-from modalities.toy.mlp import MLPDenoiser
-from modalities.toy.modality import MODALITY
+from crossguide import checkpoint as ckpt
+from crossguide import records
+from crossguide import trainer as T
+from crossguide.errors import UsageError
+from crossguide.modalities.toy.mixture import ATTRIBUTES
+from crossguide.modalities.toy.mlp import MLPDenoiser
+from crossguide.modalities.toy.modality import MODALITY
+from crossguide.pipeline import load_model
+from crossguide.trainer import TrainConfig, train
 from tests.helpers import SCHEDULE, toy_data
 from tests.test_trainer import _mlp, _small, _state
 
@@ -388,7 +388,7 @@ def test_rewriting_records_is_atomic(tmp_path: Path) -> None:
 def test_the_kill_and_resume_bench_finds_the_same_bits(tmp_path: Path) -> None:
     """``benchmarks/resume.py`` end to end at smoke size: SIGKILL, SIGTERM and SIGINT each land once, at random
     moments of a run checkpointing every 0.12 s, and the resumed run matches the uninterrupted one bit for bit."""
-    from benchmarks import resume
+    from crossguide.benchmarks import resume
 
     argv = ["--modality", "toy", "--preset", "smoke", "--kills", "1", "--terms", "1", "--ints", "1",
             "--checkpoint-minutes", "0.002", "--seed", "1", "--out", str(tmp_path / "bench")]

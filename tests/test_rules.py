@@ -7,16 +7,16 @@ from typing import Any, ClassVar
 import pytest
 import torch
 
-from core import conditions as C
-from core import rules
-from core.errors import UsageError
-from core.guidance import Guidance, Guided
-from core.parameterization import Estimate, estimate
-from core.rules import Output, Rule, StepInput
-from core.samplers import Step
-from core.sampling import generate
-from modalities.toy.data import MIXTURE
-from modalities.toy.mixture import ATTRIBUTES, ExactClassifier
+from crossguide import conditions as C
+from crossguide import rules
+from crossguide.errors import UsageError
+from crossguide.guidance import Guidance, Guided
+from crossguide.modalities.toy.data import MIXTURE
+from crossguide.modalities.toy.mixture import ATTRIBUTES, ExactClassifier
+from crossguide.parameterization import Estimate, estimate
+from crossguide.rules import Output, Rule, StepInput
+from crossguide.samplers import Step
+from crossguide.sampling import generate
 from tests.helpers import SCHEDULE, exact, random_mlp
 
 B = 10
@@ -100,8 +100,8 @@ def test_cfgpp_denoises_with_cfg_x0_and_renoises_with_the_unconditional_eps() ->
 def test_samplers_renoise_with_the_eps_cfgpp_returns(sampler: str) -> None:
     """The first step by hand: x_1 = sqrt(ab_1) x0_guided + sqrt(1 - ab_1) eps(x) (both samplers are first order
     there), where plain CFG would re-noise with the guided eps."""
-    from core.samplers import SAMPLERS
-    from core.schedules import respace
+    from crossguide.samplers import SAMPLERS
+    from crossguide.schedules import respace
 
     model = random_mlp()
     x, _, cond = _inputs()
@@ -320,7 +320,7 @@ def test_a_rule_registered_from_a_test_file_runs_like_a_shipped_one() -> None:
 def test_a_broken_plug_in_is_reported_by_name_and_the_others_still_load(monkeypatch: pytest.MonkeyPatch) -> None:
     from importlib import metadata
 
-    from core import plugins
+    from crossguide import plugins
 
     class Entry:
         def __init__(self, name: str, obj: Any):
@@ -342,7 +342,7 @@ def test_a_broken_plug_in_is_reported_by_name_and_the_others_still_load(monkeypa
 
 
 def test_setting_ids_name_rule_options_and_wrappers_and_keep_plain_cfg_ids() -> None:
-    from core.pipeline import Setting
+    from crossguide.pipeline import Setting
 
     plain = Setting(Guidance.cfg(1.0), "ddim", 50).id(0)
     assert plain == "all_w1-ddim50-s0"  # unchanged, so earlier records are still found

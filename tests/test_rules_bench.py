@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.study import run_study
-from core import records, rules
-from core.bench import bench
-from core.guidance import Guidance
+from crossguide import records, rules
+from crossguide.bench import bench
+from crossguide.benchmarks.study import run_study
+from crossguide.guidance import Guidance
 from tests.test_rules import HalfCFG
 
 MODALITIES = ["toy", "image", "audio", "text"]

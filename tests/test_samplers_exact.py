@@ -3,13 +3,13 @@
 import pytest
 import torch
 
-from core import conditions as C
-from core.guidance import Guidance
-from core.metrics import adherence
-from core.sampling import generate
-from modalities.toy.data import MIXTURE
-from modalities.toy.judge import MixtureJudge
-from modalities.toy.mixture import ATTRIBUTES
+from crossguide import conditions as C
+from crossguide.guidance import Guidance
+from crossguide.metrics import adherence
+from crossguide.modalities.toy.data import MIXTURE
+from crossguide.modalities.toy.judge import MixtureJudge
+from crossguide.modalities.toy.mixture import ATTRIBUTES
+from crossguide.sampling import generate
 from tests.helpers import SCHEDULE, exact
 
 # DDPM with the posterior variance beta~ under-disperses by O(1/steps) (its kernel omits Var[x0 | x_t]);

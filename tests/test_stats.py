@@ -1,12 +1,12 @@
-"""KID against hand computation and torchmetrics, FD on resamples, and the paired bootstrap of core.stats."""
+"""KID against hand computation and torchmetrics, FD on resamples, and the paired bootstrap of crossguide.stats."""
 
 import itertools
 
 import pytest
 import torch
 
-from core import metrics as M
-from core import stats
+from crossguide import metrics as M
+from crossguide import stats
 
 
 def _kid_by_hand(real: torch.Tensor, fake: torch.Tensor) -> float:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import study as study_module
-from core import pipeline, records
-from core.cli import main
+from crossguide import pipeline, records
+from crossguide.benchmarks import study as study_module
+from crossguide.cli import main
 
 VOID = {"meta", "img", "br", "hr", "input", "link", "source"}
 
@@ -96,7 +96,7 @@ def test_smoke_study_over_every_modality(tmp_path: Path) -> None:
 
 
 def test_step_counts_follow_each_presets_own_steps_and_stay_within_its_schedule() -> None:
-    from core.registry import get
+    from crossguide.registry import get
 
     plan = study_module.PLANS["quick"]
 

@@ -10,18 +10,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from core import registry
-from core.bench import bench
-from core.cli import main as cli
-from core.conditions import NULL
-from core.errors import UsageError
-from modalities.text import diversity as D
-from modalities.text import lm as LM
-from modalities.text import restaurants as R
-from modalities.text import tokenizer as T
-from modalities.text.grammar import join
-from modalities.text.jsonl import jsonl
-from modalities.text.model import EmbeddingDiffusionLM
+from crossguide import registry
+from crossguide.bench import bench
+from crossguide.cli import main as cli
+from crossguide.conditions import NULL
+from crossguide.errors import UsageError
+from crossguide.modalities.text import diversity as D
+from crossguide.modalities.text import lm as LM
+from crossguide.modalities.text import restaurants as R
+from crossguide.modalities.text import tokenizer as T
+from crossguide.modalities.text.grammar import join
+from crossguide.modalities.text.jsonl import jsonl
+from crossguide.modalities.text.model import EmbeddingDiffusionLM
 
 TEXT = registry.get("text")
 
@@ -139,8 +139,8 @@ def model(splits) -> EmbeddingDiffusionLM:
 def test_presets_weight_the_prior_by_the_schedules_last_alpha_bar():
     """The presets state the sqrt schedule's last alpha_bar as a number (so they load without torch); it is the
     schedule's at every preset's T."""
-    from core.schedules import make
-    from modalities.text.modality import LAST_ALPHA_BAR, SCHEDULE
+    from crossguide.modalities.text.modality import LAST_ALPHA_BAR, SCHEDULE
+    from crossguide.schedules import make
 
     for spec in registry.get("text").presets.values():
         assert spec.model["prior_alpha_bar"] == LAST_ALPHA_BAR == float(make(SCHEDULE, spec.T).alpha_bar[-1])

@@ -11,19 +11,19 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from core import checkpoint as ckpt
-from core import conditions as C
-from core.data import ConditionalDataset
-from core.errors import UsageError
-from core.guidance import Guidance
-from core.metrics import adherence
-from core.sampling import generate
-from core.trainer import TrainConfig, train
-from modalities.toy.data import MIXTURE
-from modalities.toy.judge import MixtureJudge
-from modalities.toy.mixture import ATTRIBUTES
-from modalities.toy.mlp import MLPDenoiser
-from modalities.toy.modality import MODALITY
+from crossguide import checkpoint as ckpt
+from crossguide import conditions as C
+from crossguide.data import ConditionalDataset
+from crossguide.errors import UsageError
+from crossguide.guidance import Guidance
+from crossguide.metrics import adherence
+from crossguide.modalities.toy.data import MIXTURE
+from crossguide.modalities.toy.judge import MixtureJudge
+from crossguide.modalities.toy.mixture import ATTRIBUTES
+from crossguide.modalities.toy.mlp import MLPDenoiser
+from crossguide.modalities.toy.modality import MODALITY
+from crossguide.sampling import generate
+from crossguide.trainer import TrainConfig, train
 from tests.helpers import SCHEDULE, exact, toy_data
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -181,7 +181,7 @@ def test_self_conditioning_trains_on_its_own_detached_estimate_in_half_the_batch
 
 @pytest.mark.parametrize("name", ["toy", "image", "audio", "text"])
 def test_fresh_models_draw_their_weights_from_the_seed_only(name: str) -> None:
-    from core.registry import get
+    from crossguide.registry import get
 
     modality = get(name)
     spec = modality.preset("smoke")
@@ -197,7 +197,7 @@ def test_fresh_models_draw_their_weights_from_the_seed_only(name: str) -> None:
 
 
 def test_two_trainings_with_one_config_give_the_same_checkpoint(tmp_path: Path) -> None:
-    from core.cli import main as cli
+    from crossguide.cli import main as cli
 
     for run in ("a", "b"):
         torch.rand(7)  # whatever the process did before must not matter
@@ -228,8 +228,8 @@ def test_the_weak_copy_is_the_ema_at_weak_at_and_survives_a_resume_across_it(tmp
 def test_a_checkpoint_carries_its_schedule_table_so_a_plugin_schedule_loads_without_its_code(tmp_path: Path) -> None:
     """A modality may override ``schedule()`` with one no registry knows by name: the checkpoint keeps the
     alpha_bar table and the fast grids, and loading uses them instead of rebuilding the schedule by name."""
-    from core.pipeline import load_model
-    from core.schedules import Schedule, respace
+    from crossguide.pipeline import load_model
+    from crossguide.schedules import Schedule, respace
 
     ab = torch.linspace(0.999, 0.01, 300, dtype=torch.float64)  # no registered schedule has this table
     fast = (torch.tensor([299.0, 150.0, 0.0]), ab[[299, 150, 0]])

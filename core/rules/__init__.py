@@ -3,7 +3,7 @@
 The rules shipped with crossguide register themselves when this package is imported; an installed package adds
 one through an entry point (name: the rule's name, value: a :class:`Rule` subclass), and a script or a test
 calls :func:`register`. Every command that takes ``--rule`` resolves it here, so a new rule runs through
-``bench``, ``sample`` and the study without any edit to ``core/``. The contract is :mod:`core.rules.base`.
+``bench``, ``sample`` and the study without any edit to ``core/``. The contract is :mod:`crossguide.rules.base`.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
-from core.errors import UsageError
-from core.plugins import load_group, lookup
-from core.rules.base import Output, Rule, StepInput, combine, linear_coefficients
+from crossguide.errors import UsageError
+from crossguide.plugins import load_group, lookup
+from crossguide.rules.base import Output, Rule, StepInput, combine, linear_coefficients
 
 GROUP = "crossguide.guidance"
 _RULES: dict[str, type[Rule]] = {}
@@ -26,7 +26,7 @@ R = TypeVar("R", bound=type[Rule])
 def register(cls: R) -> R:
     """Add a rule class under its ``name`` (usable as a decorator); a later registration replaces an earlier one."""
     if not (isinstance(cls, type) and issubclass(cls, Rule) and dataclasses.is_dataclass(cls)):
-        raise TypeError(f"a guidance rule must be a dataclass subclass of core.rules.Rule, got {cls!r}")
+        raise TypeError(f"a guidance rule must be a dataclass subclass of crossguide.rules.Rule, got {cls!r}")
     name = getattr(cls, "name", None)
     if not isinstance(name, str) or not name:
         raise TypeError(f"guidance rule {cls.__name__} has no name")
@@ -39,7 +39,7 @@ def _load_entry_points() -> None:
     if _loaded:
         return
     _loaded = True
-    from core.rules import apg, auto, classifier, linear, zerostar  # noqa: F401  (the shipped rules register)
+    from crossguide.rules import apg, auto, classifier, linear, zerostar  # noqa: F401  (the shipped rules register)
 
     load_group(GROUP, lambda _, cls: register(cls), _BROKEN)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from core.rules import register
-from core.rules.base import Base, Output, Rule, StepInput, combine, linear_coefficients
+from crossguide.rules import register
+from crossguide.rules.base import Base, Output, Rule, StepInput, combine, linear_coefficients
 
 
 @register

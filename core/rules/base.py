@@ -1,7 +1,7 @@
 """The guidance-rule contract: what a rule sees at one sampling step and what it returns.
 
 A rule is a frozen dataclass whose fields are its options (all with defaults, JSON scalars). Per step the engine
-(:class:`core.guidance.Guided`) evaluates the branches the rule asks for in one batched forward, hands them to the
+(:class:`crossguide.guidance.Guided`) evaluates the branches the rule asks for in one batched forward, hands them to the
 rule as a :class:`StepInput` together with the rule's own per-trajectory state, and the rule returns an
 :class:`Output`: the estimate to denoise with, optionally a separate ``eps`` to re-noise with (CFG++), and its new
 state. The state belongs to the trajectory (the sampler threads it from step to step), so a second trajectory, a
@@ -18,14 +18,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple
 
-from core.errors import UsageError
-from core.parameterization import PREDICTIONS, Estimate, Prediction, append_dims, estimate, target
+from crossguide.errors import UsageError
+from crossguide.parameterization import PREDICTIONS, Estimate, Prediction, append_dims, estimate, target
 
 if TYPE_CHECKING:
     from torch import Tensor
 
-    from core.conditions import Condition
-    from core.samplers import Step
+    from crossguide.conditions import Condition
+    from crossguide.samplers import Step
 
 Space = Literal["model", "eps", "x0", "v", "flow"]  # "model": whatever the denoiser itself predicts
 SPACES: tuple[Space, ...] = ("model", *PREDICTIONS)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from core.errors import check_choice
-from core.rules import register
-from core.rules.base import Base, Output, Rule, StepInput
+from crossguide.errors import check_choice
+from crossguide.rules import register
+from crossguide.rules.base import Base, Output, Rule, StepInput
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -53,7 +53,7 @@ class Classifier(Rule):
         scale = s.weights if self.on == "cond" else 1.0 + s.weights  # [K, B]
         if not bool(scale.ne(0).any()):
             return Output(s.base)
-        from core.classifier import grad_log_prob
+        from crossguide.classifier import grad_log_prob
 
         grads = grad_log_prob(s.helpers["classifier"], s.x_t, s.step.t, s.conditions[1:])  # [K, B, ...]
         shift = sum(s.per_example(k) * g for k, g in zip(scale, grads, strict=True))

@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from core.errors import UsageError
-from core.parameterization import Estimate, eps_from_x0
-from core.rules import register
-from core.rules.base import Output, Rule, Space, SpaceRule, StepInput, combine, linear_coefficients
+from crossguide.errors import UsageError
+from crossguide.parameterization import Estimate, eps_from_x0
+from crossguide.rules import register
+from crossguide.rules.base import Output, Rule, Space, SpaceRule, StepInput, combine, linear_coefficients
 
 if TYPE_CHECKING:
     import torch

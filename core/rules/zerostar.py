@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from core.errors import UsageError
-from core.rules import register
-from core.rules.apg import full_when_guided
-from core.rules.base import Output, Space, SpaceRule, StepInput, flat_dot
+from crossguide.errors import UsageError
+from crossguide.rules import register
+from crossguide.rules.apg import full_when_guided
+from crossguide.rules.base import Output, Space, SpaceRule, StepInput, flat_dot
 
 if TYPE_CHECKING:
     from torch import Tensor

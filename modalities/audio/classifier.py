@@ -13,8 +13,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from core.embeddings import TimeEmbedding
-from modalities.audio.judge import LogMel, MelConfig
+from crossguide.embeddings import TimeEmbedding
+from crossguide.modalities.audio.judge import LogMel, MelConfig
 
 
 class TimedConv(nn.Module):
@@ -35,7 +35,7 @@ class MelClassifier(nn.Module):
 
     Args:
         sample_rate: of the clips.
-        n_fft, hop, n_mels, floor_db: the log-mel front end (:class:`modalities.audio.judge.MelConfig`).
+        n_fft, hop, n_mels, floor_db: the log-mel front end (:class:`crossguide.modalities.audio.judge.MelConfig`).
         width: convolution channels.
         step_dim: sinusoidal features of the diffusion step.
     """

@@ -6,7 +6,7 @@ import torch
 import torchaudio
 from torch import Tensor
 
-from core.errors import UsageError
+from crossguide.errors import UsageError
 
 PEAK = 0.9  # clips are scaled to this peak amplitude
 SILENCE = 1e-4  # a file whose peak is below this holds no sound

@@ -5,7 +5,7 @@ dilated convolution (dilation ``2^(i mod cycle)``), adds the layer's projection 
 with ``tanh * sigmoid`` (Sec. 3.1, Fig. 2); the layer's output is split into a residual and a skip connection.
 The skips are summed, scaled by ``1/sqrt(layers)`` and mapped to the output by two 1x1 convolutions, the last one
 zero-initialised. The global conditioner (Sec. 3.2, "class-conditional generation") is one embedding table per
-attribute with a learned null row (:class:`core.embeddings.ConditionEmbedding`), projected by every layer to
+attribute with a learned null row (:class:`crossguide.embeddings.ConditionEmbedding`), projected by every layer to
 ``2C`` channels and added as a bias after the dilated convolution; classifier-free guidance needs nothing else.
 """
 
@@ -16,11 +16,11 @@ import math
 import torch
 from torch import Tensor, nn
 
-from core.conditions import Attributes, Condition
-from core.denoiser import Denoiser
-from core.embeddings import ConditionEmbedding, TimeEmbedding
-from core.errors import UsageError
-from modalities.audio.conv import Conv1d
+from crossguide.conditions import Attributes, Condition
+from crossguide.denoiser import Denoiser
+from crossguide.embeddings import ConditionEmbedding, TimeEmbedding
+from crossguide.errors import UsageError
+from crossguide.modalities.audio.conv import Conv1d
 
 
 class ResidualLayer(nn.Module):

@@ -1,7 +1,7 @@
 """``folder``: your own recordings, one subfolder per class (``--data PATH``), attribute ``label``.
 
 ``PATH/dog/001.wav``, ``PATH/cat/bark.flac``, ... WAV, FLAC and OGG files are read with soundfile, mixed to
-mono, resampled with torchaudio, cropped or padded (:func:`modalities.audio.clips.to_clip`). Hidden files are
+mono, resampled with torchaudio, cropped or padded (:func:`crossguide.modalities.audio.clips.to_clip`). Hidden files are
 skipped; any other file, or one that cannot be decoded, is empty, silent or holds NaN or infinite samples, is an
 error that names it.
 """
@@ -16,9 +16,9 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from core.data import ConditionalDataset, Splits, split
-from core.errors import UsageError
-from modalities.audio.clips import to_clip
+from crossguide.data import ConditionalDataset, Splits, split
+from crossguide.errors import UsageError
+from crossguide.modalities.audio.clips import to_clip
 
 SUFFIXES = (".wav", ".flac", ".ogg")
 DEFAULTS = {"sample_rate": 16000, "duration": 1.0, "test_fraction": 0.2, "data_seed": 1234}

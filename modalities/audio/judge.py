@@ -18,10 +18,10 @@ import torch
 import torchaudio
 from torch import Tensor, nn
 
-from core.conditions import Condition
-from core.data import Splits
-from core.judge import FitConfig, Judge, JudgeEvaluator, train_judge
-from modalities.audio.pitch import pitch_accuracy
+from crossguide.conditions import Condition
+from crossguide.data import Splits
+from crossguide.judge import FitConfig, Judge, JudgeEvaluator, train_judge
+from crossguide.modalities.audio.pitch import pitch_accuracy
 
 JUDGE_FIT = {  # the judge's training, per preset
     "smoke": FitConfig(steps=60, batch_size=64),

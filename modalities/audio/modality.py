@@ -11,17 +11,17 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core.config import TrainConfig, training
-from core.plugins import Deferred
-from core.registry import DatasetFactory, Modality, Preset
+from crossguide.config import TrainConfig, training
+from crossguide.plugins import Deferred
+from crossguide.registry import DatasetFactory, Modality, Preset
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
 
-    from core.data import Splits
-    from core.denoiser import Denoiser
-    from core.judge import JudgeEvaluator
-    from core.schedules import Schedule
+    from crossguide.data import Splits
+    from crossguide.denoiser import Denoiser
+    from crossguide.judge import JudgeEvaluator
+    from crossguide.schedules import Schedule
 
 
 def _section(name: str, factory: DatasetFactory) -> DatasetFactory:
@@ -80,21 +80,21 @@ class AudioModality(Modality):
     extra_ws = ()
 
     def __init__(self) -> None:
-        factories = {"notes": Deferred("modalities.audio.notes:notes_dataset"),
-                     "spoken-digits": Deferred("modalities.audio.speech:spoken_digits_dataset"),
-                     "folder": Deferred("modalities.audio.folder:folder_dataset")}
+        factories = {"notes": Deferred("crossguide.modalities.audio.notes:notes_dataset"),
+                     "spoken-digits": Deferred("crossguide.modalities.audio.speech:spoken_digits_dataset"),
+                     "folder": Deferred("crossguide.modalities.audio.folder:folder_dataset")}
         self.datasets = {name: _section(name, f) for name, f in factories.items()}
         self.presets = dict(PRESETS)
 
     def schedule(self, preset: Preset) -> Schedule:
-        from modalities.audio import schedules  # noqa: F401  (registers the diffwave schedules)
+        from crossguide.modalities.audio import schedules  # noqa: F401  (registers the diffwave schedules)
 
         return super().schedule(preset)
 
     def build_model(self, config: Mapping[str, Any], attributes: Mapping[str, list[str]],
                     info: Mapping[str, Any]) -> Denoiser:
-        from modalities.audio import schedules  # noqa: F401  (a checkpoint without its table rebuilds one by name)
-        from modalities.audio.diffwave import DiffWave
+        from crossguide.modalities.audio import schedules  # noqa: F401  (a checkpoint without its table rebuilds one by name)
+        from crossguide.modalities.audio.diffwave import DiffWave
 
         config = dict(config)
         length = int(config.pop("length", info.get("length", 0)))
@@ -102,25 +102,25 @@ class AudioModality(Modality):
 
     def classifier_backbone(self, config: Mapping[str, Any], info: Mapping[str, Any],
                             sample_shape: tuple[int, ...]) -> tuple[nn.Module, int]:
-        from modalities.audio.classifier import MelClassifier
+        from crossguide.modalities.audio.classifier import MelClassifier
 
         net = MelClassifier(int(info["sample_rate"]), **config)
         return net, net.dim
 
     def evaluator(self, splits: Splits, preset: str, cache: Path) -> JudgeEvaluator:
-        from modalities.audio.judge import JUDGE_FIT, audio_evaluator
+        from crossguide.modalities.audio.judge import JUDGE_FIT, audio_evaluator
 
         return audio_evaluator(splits, cache, JUDGE_FIT[preset], pitch_names=splits.train.info.get("pitch_classes"))
 
     def write_samples(self, samples: Tensor, labels: list[dict[str, str]], directory: Path,
                       info: Mapping[str, Any]) -> list[str]:
-        from modalities.audio.outputs import write_wavs
+        from crossguide.modalities.audio.outputs import write_wavs
 
         return write_wavs(samples, labels, directory, int(info["sample_rate"]))
 
     def draw(self, samples: Tensor, labels: list[dict[str, str]], path: Path, title: str,
              info: Mapping[str, Any]) -> None:
-        from modalities.audio.outputs import spectrogram_grid
+        from crossguide.modalities.audio.outputs import spectrogram_grid
 
         spectrogram_grid(samples, labels, path, title, int(info["sample_rate"]))
 

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from core.data import ConditionalDataset, Splits, split
-from core.errors import UsageError
+from crossguide.data import ConditionalDataset, Splits, split
+from crossguide.errors import UsageError
 
 # the octatonic (half-whole diminished) scale on C: C D D# F F# G# A B, MIDI 60 .. 71
 PITCHES = ["C", "D", "D#", "F", "F#", "G#", "A", "B"]

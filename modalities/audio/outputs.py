@@ -12,7 +12,7 @@ from matplotlib import colormaps
 from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
-from modalities.audio.judge import LogMel, MelConfig
+from crossguide.modalities.audio.judge import LogMel, MelConfig
 
 TILE = (96, 144)  # (height, width) in pixels of one spectrogram in the grid
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from core.errors import UsageError
-from core.schedules import Schedule, from_betas, register_schedule
+from crossguide.errors import UsageError
+from crossguide.schedules import Schedule, from_betas, register_schedule
 
 FAST_BETAS = (1e-4, 1e-3, 1e-2, 5e-2, 0.2, 0.5)  # DiffWave's 6-step fast schedule (App. B)
 

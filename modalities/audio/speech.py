@@ -3,7 +3,7 @@
 SC09 (the digits of the Speech Commands set, Warden 2018) is DiffWave's class-conditional benchmark (Kong et al.
 2020, Sec. 5.3). This stand-in is built locally: every clip is one digit word in one of 24 voices (English and
 American English, 8 male and 4 female variants each) at a random speaking rate and pitch, converted to a clip by
-:func:`modalities.audio.clips.to_clip` and cached under :func:`core.pipeline.cache_dir`.
+:func:`crossguide.modalities.audio.clips.to_clip` and cached under :func:`crossguide.pipeline.cache_dir`.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from core import checkpoint as ckpt
-from core.data import ConditionalDataset, Splits, split
-from core.errors import UsageError
-from modalities.audio.clips import to_clip
+from crossguide import checkpoint as ckpt
+from crossguide.data import ConditionalDataset, Splits, split
+from crossguide.errors import UsageError
+from crossguide.modalities.audio.clips import to_clip
 
 DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 VOICES = [f"{lang}+{v}" for lang in ("en", "en-us") for v in (*(f"m{i}" for i in range(1, 9)),
@@ -73,7 +73,7 @@ def render(options: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
 def spoken_digits_dataset(options: Mapping[str, Any], path: Path | None, seed: int) -> Splits:
     """Build (once, then from the cache) the spoken digits; options ``sample_rate``, ``duration``, ``per_digit``,
     ``test_fraction``, ``data_seed``."""
-    from core.pipeline import cache_dir  # the pipeline imports the registry, which imports plug-ins: import late
+    from crossguide.pipeline import cache_dir  # the pipeline imports the registry, which imports plug-ins: import late
 
     if path is not None:
         raise UsageError("the audio 'spoken-digits' dataset is synthesized locally and takes no --data path")

@@ -9,14 +9,14 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from core.embeddings import TimeEmbedding
-from modalities.image.unet import Level, down_path, group_norm
+from crossguide.embeddings import TimeEmbedding
+from crossguide.modalities.image.unet import Level, down_path, group_norm
 
 
 class NoisyEncoder(nn.Module):
     """``(x_t [B, C, H, W], t [B]) -> [B, dim]``: the U-Net's downsampling half and a middle block, pooled.
 
-    Args mirror :class:`modalities.image.unet.UNet` (same meaning, no condition and no upsampling half).
+    Args mirror :class:`crossguide.modalities.image.unet.UNet` (same meaning, no condition and no upsampling half).
     """
 
     def __init__(self, *, size: int, in_channels: int = 3, channels: int = 32, mults: Sequence[int] = (1, 2, 2),

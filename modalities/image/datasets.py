@@ -14,8 +14,8 @@ import torch
 from PIL import Image, ImageOps
 from torch import Tensor
 
-from core.data import ConditionalDataset, Splits, split
-from core.errors import UsageError
+from crossguide.data import ConditionalDataset, Splits, split
+from crossguide.errors import UsageError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 

@@ -2,8 +2,8 @@
 Inception features for FID and its classifier for IS; this judge plays both roles at toy scale).
 
 Its global-average-pooled penultimate features feed Frechet distance, precision/recall and diversity; one linear
-head per attribute (:class:`core.judge.Judge`) judges adherence. It is cached per dataset by
-:func:`core.judge.train_judge`, with its held-out accuracy in ``info``.
+head per attribute (:class:`crossguide.judge.Judge`) judges adherence. It is cached per dataset by
+:func:`crossguide.judge.train_judge`, with its held-out accuracy in ``info``.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from core.conditions import Condition
-from core.data import Splits
-from core.judge import FitConfig, Judge, JudgeEvaluator, train_judge
+from crossguide.conditions import Condition
+from crossguide.data import Splits
+from crossguide.judge import FitConfig, Judge, JudgeEvaluator, train_judge
 
 JUDGE_FIT = {  # the evaluator CNN's training, per preset
     "smoke": FitConfig(steps=40, batch_size=64, lr=3e-3),

@@ -1,6 +1,6 @@
 """The image modality plug-in: the pixel U-Net, the ``shapes`` / ``digits`` / ``folder`` datasets, the CNN
 judge, PNG samples and grids, and the presets that size them. The parts that need torch are imported where they
-are used (:mod:`core.plugins`)."""
+are used (:mod:`crossguide.plugins`)."""
 
 from __future__ import annotations
 
@@ -8,17 +8,17 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core.config import TrainConfig, training
-from core.errors import UsageError
-from core.plugins import Deferred
-from core.registry import Modality, Preset
+from crossguide.config import TrainConfig, training
+from crossguide.errors import UsageError
+from crossguide.plugins import Deferred
+from crossguide.registry import Modality, Preset
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
 
-    from core.data import Splits
-    from core.denoiser import Denoiser
-    from core.judge import JudgeEvaluator
+    from crossguide.data import Splits
+    from crossguide.denoiser import Denoiser
+    from crossguide.judge import JudgeEvaluator
 
 
 def _train(**kw: Any) -> TrainConfig:
@@ -63,15 +63,15 @@ class ImageModality(Modality):
     extra_ws = (-3.0, -2.0)  # negative guidance: pushing away from the condition
 
     def __init__(self) -> None:
-        self.datasets = {"shapes": Deferred("modalities.image.shapes:shapes_dataset"),
-                         "digits": Deferred("modalities.image.datasets:digits_dataset"),
-                         "folder": Deferred("modalities.image.datasets:folder_dataset")}
+        self.datasets = {"shapes": Deferred("crossguide.modalities.image.shapes:shapes_dataset"),
+                         "digits": Deferred("crossguide.modalities.image.datasets:digits_dataset"),
+                         "folder": Deferred("crossguide.modalities.image.datasets:folder_dataset")}
         self.presets = dict(PRESETS)
 
     def build_model(self, config: Mapping[str, Any], attributes: Mapping[str, list[str]],
                     info: Mapping[str, Any]) -> Denoiser:
         """A :class:`UNet` sized for the dataset's images (``info``), unless the config (a checkpoint's) fixes it."""
-        from modalities.image.unet import UNet
+        from crossguide.modalities.image.unet import UNet
 
         sized = {"size": info.get("size"), "in_channels": info.get("channels", 3), **config}
         if sized["size"] is None:
@@ -80,25 +80,25 @@ class ImageModality(Modality):
 
     def classifier_backbone(self, config: Mapping[str, Any], info: Mapping[str, Any],
                             sample_shape: tuple[int, ...]) -> tuple[nn.Module, int]:
-        from modalities.image.classifier import NoisyEncoder
+        from crossguide.modalities.image.classifier import NoisyEncoder
 
         net = NoisyEncoder(size=sample_shape[-1], in_channels=sample_shape[0], **config)
         return net, net.dim
 
     def evaluator(self, splits: Splits, preset: str, cache: Path) -> JudgeEvaluator:
-        from modalities.image.judge import JUDGE_FIT, image_evaluator
+        from crossguide.modalities.image.judge import JUDGE_FIT, image_evaluator
 
         return image_evaluator(splits, JUDGE_FIT[preset], cache)
 
     def write_samples(self, samples: Tensor, labels: list[dict[str, str]], directory: Path,
                       info: Mapping[str, Any]) -> list[str]:
-        from modalities.image.pictures import write_pngs
+        from crossguide.modalities.image.pictures import write_pngs
 
         return write_pngs(samples, labels, directory)
 
     def draw(self, samples: Tensor, labels: list[dict[str, str]], path: Path, title: str,
              info: Mapping[str, Any]) -> None:
-        from modalities.image.pictures import grid
+        from crossguide.modalities.image.pictures import grid
 
         grid(samples, labels, path, title)
 

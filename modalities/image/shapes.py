@@ -18,8 +18,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from core.data import ConditionalDataset, Splits
-from modalities.image.datasets import image_info, no_path
+from crossguide.data import ConditionalDataset, Splits
+from crossguide.modalities.image.datasets import image_info, no_path
 
 SHAPES = ["circle", "bar", "ring", "plus"]
 COLORS = {  # RGB in [0, 1]

@@ -14,11 +14,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from core.conditions import Attributes, Condition
-from core.denoiser import Denoiser
-from core.embeddings import ConditionEmbedding, TimeEmbedding
-from core.errors import UsageError, check_choice
-from core.parameterization import PREDICTIONS, Prediction
+from crossguide.conditions import Attributes, Condition
+from crossguide.denoiser import Denoiser
+from crossguide.embeddings import ConditionEmbedding, TimeEmbedding
+from crossguide.errors import UsageError, check_choice
+from crossguide.parameterization import PREDICTIONS, Prediction
 
 
 def group_norm(channels: int) -> nn.GroupNorm:

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from core.embeddings import TimeEmbedding
-from modalities.text.model import bert
+from crossguide.embeddings import TimeEmbedding
+from crossguide.modalities.text.model import bert
 
 
 class TextClassifier(nn.Module):

@@ -6,9 +6,9 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
-from core.conditions import Condition
-from core.data import ConditionalDataset, Splits
-from modalities.text import tokenizer as T
+from crossguide.conditions import Condition
+from crossguide.data import ConditionalDataset, Splits
+from crossguide.modalities.text import tokenizer as T
 
 
 def labelled_splits(

@@ -1,12 +1,12 @@
 """The text evaluator: control accuracy, fluency and diversity of generated sentences (ids ``[N, L]``).
 
-* Control: on ``restaurants`` the exact keyword lexicon (:func:`modalities.text.restaurants.extract`); on other
-  datasets a sentence classifier trained on the real sentences (held-out accuracy in ``info``).
+* Control: on ``restaurants`` the exact keyword lexicon (:func:`crossguide.modalities.text.restaurants.extract`); on
+  other datasets a sentence classifier trained on the real sentences (held-out accuracy in ``info``).
 * Features for Frechet distance, precision/recall and feature diversity: the penultimate layer of that sentence
-  classifier (a :class:`core.judge.Judge`, trained on every dataset).
-* Fluency: perplexity under a small GPT-2 trained on the training sentences (:mod:`modalities.text.lm`) and, on
-  ``restaurants``, the fraction of sentences its grammar accepts.
-* Diversity: distinct-1/2 and self-BLEU within each requested condition (:mod:`modalities.text.diversity`).
+  classifier (a :class:`crossguide.judge.Judge`, trained on every dataset).
+* Fluency: perplexity under a small GPT-2 trained on the training sentences (:mod:`crossguide.modalities.text.lm`) and,
+  on ``restaurants``, the fraction of sentences its grammar accepts.
+* Diversity: distinct-1/2 and self-BLEU within each requested condition (:mod:`crossguide.modalities.text.diversity`).
 
 Every score is taken on the sentence a reader sees: pads inside a generated row are dropped first.
 """
@@ -22,15 +22,15 @@ import torch
 from torch import Tensor, nn
 from transformers import PreTrainedTokenizerFast
 
-from core import metrics as M
-from core.conditions import Condition
-from core.data import Splits
-from core.judge import FitConfig, Judge, JudgeEvaluator, train_judge
-from modalities.text import diversity as D
-from modalities.text import lm as LM
-from modalities.text import restaurants as R
-from modalities.text import tokenizer as T
-from modalities.text.grammar import Grammar
+from crossguide import metrics as M
+from crossguide.conditions import Condition
+from crossguide.data import Splits
+from crossguide.judge import FitConfig, Judge, JudgeEvaluator, train_judge
+from crossguide.modalities.text import diversity as D
+from crossguide.modalities.text import lm as LM
+from crossguide.modalities.text import restaurants as R
+from crossguide.modalities.text import tokenizer as T
+from crossguide.modalities.text.grammar import Grammar
 
 Extract = Callable[[Sequence[str]], dict[str, int]]
 
@@ -79,7 +79,7 @@ EVAL = {
 
 
 class TextEvaluator(JudgeEvaluator):
-    """:class:`core.evaluation.Evaluator` for token ids; see the module docstring."""
+    """:class:`crossguide.evaluation.Evaluator` for token ids; see the module docstring."""
 
     def __init__(self, judge: Judge, info: dict[str, Any], tok: PreTrainedTokenizerFast, lm: nn.Module,
                  lexicon: Lexicon | None):

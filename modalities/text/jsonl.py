@@ -3,7 +3,7 @@
 One JSON object per line with a string field ``text``; every other field is an attribute whose values are
 strings (e.g. ``{"text": "great food, slow service", "sentiment": "mixed", "topic": "service"}``). Every line
 has the same fields. The file is UTF-8. Mistakes (another encoding, bad JSON, an empty line, a missing or
-repeated field, a non-string value) raise a :class:`core.errors.UsageError` that names the file and line.
+repeated field, a non-string value) raise a :class:`crossguide.errors.UsageError` that names the file and line.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from typing import Any
 
 import torch
 
-from core.data import ConditionalDataset, Splits, split
-from core.errors import UsageError
-from modalities.text import tokenizer as T
-from modalities.text.data import labelled_splits
+from crossguide.data import ConditionalDataset, Splits, split
+from crossguide.errors import UsageError
+from crossguide.modalities.text import tokenizer as T
+from crossguide.modalities.text.data import labelled_splits
 
 TEXT = "text"
 

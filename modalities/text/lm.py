@@ -18,10 +18,10 @@ import torch
 from torch import Tensor, nn
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from core import reference
-from core.judge import cached, final_loss
-from core.progress import bar
-from modalities.text.tokenizer import compact
+from crossguide import reference
+from crossguide.judge import cached, final_loss
+from crossguide.modalities.text.tokenizer import compact
+from crossguide.progress import bar
 
 IGNORE = -100
 

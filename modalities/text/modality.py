@@ -2,7 +2,7 @@
 
 Datasets ``restaurants`` (procedural, the default), ``restaurants-omissions`` (its E2E-labelled variant) and
 ``jsonl`` (a user file); the denoiser :class:`EmbeddingDiffusionLM`; the evaluator of
-:mod:`modalities.text.evaluator`; JSONL + Markdown samples.
+:mod:`crossguide.modalities.text.evaluator`; JSONL + Markdown samples.
 """
 
 from __future__ import annotations
@@ -11,19 +11,19 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core.config import TrainConfig, training
-from core.plugins import Deferred
-from core.registry import Modality, Preset
+from crossguide.config import TrainConfig, training
+from crossguide.plugins import Deferred
+from crossguide.registry import Modality, Preset
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
 
-    from core.data import Splits
-    from core.denoiser import Denoiser
-    from modalities.text.evaluator import TextEvaluator
+    from crossguide.data import Splits
+    from crossguide.denoiser import Denoiser
+    from crossguide.modalities.text.evaluator import TextEvaluator
 
 SCHEDULE = "sqrt"  # Li et al. 2022, App. A
-# the schedule's last alpha_bar at every T: 1 - sqrt(1 + s) < 0, clamped to 1e-8 (core.schedules.sqrt; a test
+# the schedule's last alpha_bar at every T: 1 - sqrt(1 + s) < 0, clamped to 1e-8 (crossguide.schedules.sqrt; a test
 # checks it), written out so that the presets are declared without torch
 LAST_ALPHA_BAR = 1e-8
 
@@ -42,9 +42,10 @@ class TextModality(Modality):
     default_dataset = "restaurants"
 
     def __init__(self) -> None:
-        self.datasets = {"restaurants": Deferred("modalities.text.restaurants:restaurants"),
-                         "restaurants-omissions": Deferred("modalities.text.restaurants:restaurants_omissions"),
-                         "jsonl": Deferred("modalities.text.jsonl:jsonl")}
+        restaurants = "crossguide.modalities.text.restaurants"
+        self.datasets = {"restaurants": Deferred(f"{restaurants}:restaurants"),
+                         "restaurants-omissions": Deferred(f"{restaurants}:restaurants_omissions"),
+                         "jsonl": Deferred("crossguide.modalities.text.jsonl:jsonl")}
         self.presets = {
             "smoke": Preset(_model(embed_dim=16, hidden=32, layers=1, heads=2, self_condition=True),
                             _train(steps=40, batch_size=32, warmup=10), schedule=SCHEDULE, T=200, sampler="ddim",
@@ -72,37 +73,37 @@ class TextModality(Modality):
     def build_model(self, config: Mapping[str, Any], attributes: Mapping[str, list[str]],
                     info: Mapping[str, Any]) -> Denoiser:
         """The denoiser from its preset (or checkpoint) config; vocabulary, length and pad come from ``info``."""
-        from modalities.text.model import EmbeddingDiffusionLM
+        from crossguide.modalities.text.model import EmbeddingDiffusionLM
 
         args = {**config, **{k: info[k] for k in ("vocab_size", "length", "pad_id")}}
         return EmbeddingDiffusionLM(attributes, **args)
 
     def classifier_backbone(self, config: Mapping[str, Any], info: Mapping[str, Any],
                             sample_shape: tuple[int, ...]) -> tuple[nn.Module, int]:
-        from modalities.text.classifier import TextClassifier
+        from crossguide.modalities.text.classifier import TextClassifier
 
         net = TextClassifier(embed_dim=sample_shape[-1], length=sample_shape[0], **config)
         return net, net.dim
 
     def evaluator(self, splits: Splits, preset: str, cache: Path) -> TextEvaluator:
-        from modalities.text.evaluator import build_evaluator
+        from crossguide.modalities.text.evaluator import build_evaluator
 
         return build_evaluator(splits, preset, cache)
 
     def write_samples(self, samples: Tensor, labels: list[dict[str, str]], directory: Path,
                       info: Mapping[str, Any]) -> list[str]:
-        from modalities.text import outputs
+        from crossguide.modalities.text import outputs
 
         return outputs.write(samples, labels, directory, info)
 
     def draw(self, samples: Tensor, labels: list[dict[str, str]], path: Path, title: str,
              info: Mapping[str, Any]) -> None:
-        from modalities.text import outputs
+        from crossguide.modalities.text import outputs
 
         outputs.draw(samples, labels, path, title, info)
 
     def describe(self, samples: Tensor, info: Mapping[str, Any]) -> list[dict[str, Any]]:
-        from modalities.text import outputs
+        from crossguide.modalities.text import outputs
 
         return [{"text": s} for s in outputs.sentences(samples, info)]
 

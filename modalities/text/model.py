@@ -22,10 +22,10 @@ import torch
 from torch import Tensor, nn
 from transformers import BertConfig, BertModel
 
-from core.conditions import Attributes, Condition
-from core.denoiser import Denoiser
-from core.embeddings import ConditionEmbedding, TimeEmbedding
-from core.errors import check_choice
+from crossguide.conditions import Attributes, Condition
+from crossguide.denoiser import Denoiser
+from crossguide.embeddings import ConditionEmbedding, TimeEmbedding
+from crossguide.errors import check_choice
 
 Rounding = Literal["x0", "both"]  # rounding loss on the clean embeddings (Eq. 2), or also on the model's estimate
 Head = Literal["linear", "mixture"]  # x0 = down-projection (Diffusion-LM), or the tied head's expected embedding

@@ -12,7 +12,7 @@ import matplotlib
 from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
-from modalities.text import tokenizer as T
+from crossguide.modalities.text import tokenizer as T
 
 MONOSPACE = str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSansMono.ttf")  # ships with matplotlib
 SAMPLES = "samples.jsonl"

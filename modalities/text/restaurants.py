@@ -27,11 +27,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from core.conditions import NULL
-from core.data import Splits
-from core.errors import UsageError, check_choice
-from modalities.text.data import labelled_splits
-from modalities.text.grammar import Grammar, join
+from crossguide.conditions import NULL
+from crossguide.data import Splits
+from crossguide.errors import UsageError, check_choice
+from crossguide.modalities.text.data import labelled_splits
+from crossguide.modalities.text.grammar import Grammar, join
 
 FOODS = ["Italian", "Chinese", "Indian", "French", "Japanese", "Mexican"]
 DISHES = {"Italian": ("pizza", "pasta"), "Chinese": ("noodles", "dumplings"), "Indian": ("curry", "naan"),

@@ -8,9 +8,9 @@ from typing import Any
 
 import torch
 
-from core.data import ConditionalDataset, Splits
-from core.errors import UsageError
-from modalities.toy.mixture import ATTRIBUTES, compass_mixture
+from crossguide.data import ConditionalDataset, Splits
+from crossguide.errors import UsageError
+from crossguide.modalities.toy.mixture import ATTRIBUTES, compass_mixture
 
 MIXTURE = compass_mixture()
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from core.conditions import Condition
-from modalities.toy.mixture import Mixture
+from crossguide.conditions import Condition
+from crossguide.modalities.toy.mixture import Mixture
 
 
 class MixtureJudge:

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from core.conditions import NULL, Condition
-from core.denoiser import Denoiser
-from core.schedules import Schedule
+from crossguide.conditions import NULL, Condition
+from crossguide.denoiser import Denoiser
+from crossguide.schedules import Schedule
 
 CLUSTERS = ["north", "east", "south", "west"]
 SIDES = ["inner", "outer"]

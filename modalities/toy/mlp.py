@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from core.conditions import Attributes, Condition
-from core.denoiser import Denoiser
-from core.embeddings import ConditionEmbedding, TimeEmbedding
-from core.errors import check_choice
-from core.parameterization import PREDICTIONS, Prediction
+from crossguide.conditions import Attributes, Condition
+from crossguide.denoiser import Denoiser
+from crossguide.embeddings import ConditionEmbedding, TimeEmbedding
+from crossguide.errors import check_choice
+from crossguide.parameterization import PREDICTIONS, Prediction
 
 
 class MLPDenoiser(Denoiser):

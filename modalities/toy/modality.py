@@ -1,5 +1,5 @@
 """The toy modality plug-in: dataset, denoisers (exact and MLP), the exact-posterior judge, CSV and scatter plots.
-The parts that need torch are imported where they are used (:mod:`core.plugins`)."""
+The parts that need torch are imported where they are used (:mod:`crossguide.plugins`)."""
 
 from __future__ import annotations
 
@@ -7,17 +7,17 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core.config import TrainConfig, training
-from core.errors import check_choice
-from core.plugins import Deferred
-from core.registry import Modality, Preset
+from crossguide.config import TrainConfig, training
+from crossguide.errors import check_choice
+from crossguide.plugins import Deferred
+from crossguide.registry import Modality, Preset
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
 
-    from core.data import Splits
-    from core.denoiser import Denoiser
-    from modalities.toy.judge import MixtureJudge
+    from crossguide.data import Splits
+    from crossguide.denoiser import Denoiser
+    from crossguide.modalities.toy.judge import MixtureJudge
 
 
 def _train(**kw: Any) -> TrainConfig:
@@ -33,7 +33,7 @@ class ToyModality(Modality):
     extra_ws = (-3.0, -2.0)
 
     def __init__(self) -> None:
-        self.datasets = {"mixture": Deferred("modalities.toy.data:mixture_dataset")}
+        self.datasets = {"mixture": Deferred("crossguide.modalities.toy.data:mixture_dataset")}
         mlp = {"kind": "mlp", "prediction": "v"}
         # linear schedule: the cosine one ends at alpha_bar = 2e-9, where any denoiser error is amplified
         self.presets = {
@@ -54,10 +54,10 @@ class ToyModality(Modality):
 
     def build_model(self, config: Mapping[str, Any], attributes: Mapping[str, list[str]],
                     info: Mapping[str, Any] | None = None) -> Denoiser:
-        from core.schedules import make as make_schedule
-        from modalities.toy.data import MIXTURE
-        from modalities.toy.mixture import ExactDenoiser
-        from modalities.toy.mlp import MLPDenoiser
+        from crossguide.modalities.toy.data import MIXTURE
+        from crossguide.modalities.toy.mixture import ExactDenoiser
+        from crossguide.modalities.toy.mlp import MLPDenoiser
+        from crossguide.schedules import make as make_schedule
 
         config = dict(config)
         kind = config.pop("kind", "mlp")
@@ -68,26 +68,26 @@ class ToyModality(Modality):
 
     def classifier_backbone(self, config: Mapping[str, Any], info: Mapping[str, Any],
                             sample_shape: tuple[int, ...]) -> tuple[nn.Module, int]:
-        from modalities.toy.mlp import NoisyMLP
+        from crossguide.modalities.toy.mlp import NoisyMLP
 
         net = NoisyMLP(dim=sample_shape[0], **config)
         return net, net.dim
 
     def evaluator(self, splits: Splits, preset: str, cache: Path) -> MixtureJudge:
-        from modalities.toy.data import MIXTURE
-        from modalities.toy.judge import MixtureJudge
+        from crossguide.modalities.toy.data import MIXTURE
+        from crossguide.modalities.toy.judge import MixtureJudge
 
         return MixtureJudge(MIXTURE)
 
     def write_samples(self, samples: Tensor, labels: list[dict[str, str]], directory: Path,
                       info: Mapping[str, Any]) -> list[str]:
-        from modalities.toy.outputs import write_csv
+        from crossguide.modalities.toy.outputs import write_csv
 
         return write_csv(samples, labels, directory)
 
     def draw(self, samples: Tensor, labels: list[dict[str, str]], path: Path, title: str,
              info: Mapping[str, Any]) -> None:
-        from modalities.toy.outputs import scatter
+        from crossguide.modalities.toy.outputs import scatter
 
         scatter(samples, labels, path, title)
 

@@ -11,8 +11,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from torch import Tensor  # noqa: E402
 
-from modalities.toy.data import MIXTURE  # noqa: E402
-from modalities.toy.mixture import ATTRIBUTES  # noqa: E402
+from crossguide.modalities.toy.data import MIXTURE  # noqa: E402
+from crossguide.modalities.toy.mixture import ATTRIBUTES  # noqa: E402
 
 
 def write_csv(samples: Tensor, labels: list[dict[str, str]], directory: Path) -> list[str]:
