@@ -42,10 +42,11 @@ class TextModality(Modality):
     default_dataset = "restaurants"
 
     def __init__(self) -> None:
-        restaurants = "crossguide.modalities.text.restaurants"
-        self.datasets = {"restaurants": Deferred(f"{restaurants}:restaurants"),
-                         "restaurants-omissions": Deferred(f"{restaurants}:restaurants_omissions"),
-                         "jsonl": Deferred("crossguide.modalities.text.jsonl:jsonl")}
+        self.datasets = {
+            "restaurants": Deferred("crossguide.modalities.text.restaurants:restaurants"),
+            "restaurants-omissions": Deferred("crossguide.modalities.text.restaurants:restaurants_omissions"),
+            "jsonl": Deferred("crossguide.modalities.text.jsonl:jsonl"),
+        }
         self.presets = {
             "smoke": Preset(_model(embed_dim=16, hidden=32, layers=1, heads=2, self_condition=True),
                             _train(steps=40, batch_size=32, warmup=10), schedule=SCHEDULE, T=200, sampler="ddim",
