@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -55,16 +55,19 @@ def bench(
     steps: int | None = None,
     guidance: Guidance | None = None,
     force: bool = False,
+    denoiser: str | None = None,
+    model_args: Mapping[str, Any] | None = None,
     progress: bool = True,
 ) -> list[dict[str, Any]]:
     """Run the sweep of ``guidance`` (its rule, options and wrappers; default plain CFG) over ``ws`` and write
-    ``records.jsonl``, samples with their manifest, plots and ``summary.json`` to ``out``."""
+    ``records.jsonl``, samples with their manifest, plots and ``summary.json`` to ``out``; the model is
+    ``checkpoint``'s, or ``denoiser`` (default the modality's own) with ``model_args`` trained into ``out/model``."""
     ws = default_ws(modality, guidance) if ws is None else ws
     if checkpoint is not None:
         preset = read_config(checkpoint).get("preset", preset)
     settings = sweep_settings(get_modality(modality).preset(preset), ws, sampler, steps, guidance)  # validate first
     ctx = prepare(modality, dataset=dataset, preset=preset, data=data, seed=seed, model_dir=out / "model",
-                  checkpoint=checkpoint, progress=progress)
+                  checkpoint=checkpoint, denoiser=denoiser, model_args=model_args, progress=progress)
     recs = run_settings(ctx, settings, [seed], out, force=force, progress=progress)
     plots.bench_plots(records.read(out / "records.jsonl"), out / "plots")  # every rule benched into `out`
     summary = summarize(recs, ctx)

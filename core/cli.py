@@ -23,7 +23,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn, Protocol
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 from crossguide.errors import UsageError, check_choice, check_range, describe_os_error
 from crossguide.registry import PRESETS
@@ -177,6 +177,38 @@ def _data_args(p: argparse.ArgumentParser) -> None:
                    help="sizes of model, data, training and sampling: smoke runs in seconds, quick in minutes on "
                         "2 CPU cores, full at GPU scale")
     p.add_argument("--seed", type=int, default=0, help=f"random seed, 0 to {MAX_SEED}")
+    model_args(p)
+
+
+def model_args(p: argparse.ArgumentParser) -> None:
+    """``--model`` and ``--model-args``: the denoiser to train and its config (read by :func:`model_choice`)."""
+    p.add_argument("--model", metavar="NAME", help="denoiser to train, one of the modality's (`crossguide list`); "
+                                                   "default: the modality's own")
+    p.add_argument("--model-args", default="", metavar="K=V,...",
+                   help="the denoiser's config over the preset's, values as JSON, e.g. channels=32,mults=[1,2,2] "
+                        "(default: none)")
+
+
+def model_choice(modality: str, model: str | None, text: str, preset: str) -> tuple[str, dict[str, Any]]:
+    """``--model`` and ``--model-args`` checked against the registry before anything loads: the denoiser's
+    registered name and its ``--model-args`` (unknown names, options or a missing package: one-line errors)."""
+    from crossguide import registry
+    from crossguide.conditions import pairs
+
+    m = registry.get(modality)
+    name, entry = m.denoiser(model)
+    options = {k: _json_value(v) for k, v in pairs(text, "--model-args", "option")}
+    m.model_config(name, preset, options)
+    entry.check_installed(f"{m.name}.{name}")
+    return name, options
+
+
+def _json_value(text: str) -> Any:
+    """A ``--model-args`` value: JSON where it parses (numbers, lists, true/false), else the text itself."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
 
 
 def _version() -> str:
@@ -444,7 +476,8 @@ def _list() -> None:
     for name in registry.names():
         m = registry.get(name)
         print(f"{name}: datasets {', '.join(m.datasets)} (default {m.default_dataset}); "
-              f"presets {', '.join(m.presets)}")
+              f"presets {', '.join(m.presets)}; denoisers (--model) {', '.join(m.denoisers)} "
+              f"(default {m.default_denoiser})")
     for name in rules.names():
         rule = rules.make(name)
         options = ", ".join(f"{k}={v}" for k, v in rule.options().items()) or "no options"
@@ -473,10 +506,10 @@ def _run_command(args: argparse.Namespace) -> int:
         from crossguide.bench import bench, table
 
         guidance = _guidance(args)
-        _check_bench(args)
+        denoiser, options = _check_bench(args)
         recs = bench(args.modality, out=args.out, dataset=args.dataset, data=args.data, preset=args.preset,
                      ws=args.w, seed=args.seed, checkpoint=args.checkpoint, sampler=args.sampler,
-                     steps=args.steps, guidance=guidance, force=args.force)
+                     steps=args.steps, guidance=guidance, force=args.force, denoiser=denoiser, model_args=options)
         print(table(recs))
         print(f"records: {args.out / 'records.jsonl'}  plots: {args.out / 'plots'}")
         return 0
@@ -485,14 +518,19 @@ def _run_command(args: argparse.Namespace) -> int:
     raise AssertionError(args.command)
 
 
-def _check_bench(args: argparse.Namespace) -> None:
-    """What ``bench`` can check before training or sampling: its output folder, the checkpoint it reuses (or
-    where it trains one) and that ``--steps`` fits the model's noise schedule."""
+def _check_bench(args: argparse.Namespace) -> tuple[str | None, dict[str, Any]]:
+    """What ``bench`` can check before training or sampling: its output folder, the denoiser it trains or the
+    checkpoint it reuses (and where it trains one) and that ``--steps`` fits the model's noise schedule; returns
+    the denoiser to train and its ``--model-args``."""
     from crossguide import registry
     from crossguide.pipeline import load_model
     from crossguide.schedules import respace
 
     modality = registry.get(args.modality)
+    if args.checkpoint is not None and (args.model or args.model_args):
+        raise UsageError("--model and --model-args choose a denoiser to train; --checkpoint already holds one "
+                         "(drop one of them)")
+    denoiser, options = model_choice(args.modality, args.model, args.model_args, args.preset)
     check_out(args.out)
     check_json_object(args.out / "summary.json")
     if args.checkpoint is None:
@@ -502,12 +540,14 @@ def _check_bench(args: argparse.Namespace) -> None:
         _, schedule, _ = load_model(args.checkpoint)
     if args.steps is not None:
         respace(schedule, args.steps)
+    return denoiser, options
 
 
 def _train(args: argparse.Namespace) -> int:
     from crossguide import registry
     from crossguide.trainer import train
 
+    denoiser, options = model_choice(args.modality, args.model, args.model_args, args.preset)
     _check_checkpoint_target(args.out)
     modality = registry.get(args.modality)
     spec = modality.preset(args.preset)
@@ -515,11 +555,13 @@ def _train(args: argparse.Namespace) -> int:
         "steps": args.train_steps, "batch_size": args.batch_size, "lr": args.lr, "p_uncond": args.p_uncond,
         "p_attr": args.p_attr, "bf16": args.bf16, "device": args.device, "seed": args.seed,
     }.items() if v is not None}
-    config = replace(spec.train, **overrides)
+    config = replace(modality.train_config(denoiser, args.preset), **overrides)
     splits = modality.load_dataset(args.dataset, args.preset, args.data, args.seed)
-    model = modality.init_model(spec, splits.train, config.seed)
+    model = modality.init_model(spec, splits.train, config.seed, denoiser=denoiser,
+                                config=modality.model_config(denoiser, args.preset, options))
     dataset = args.dataset or modality.default_dataset
-    meta = {"modality": modality.name, "dataset": dataset, "preset": args.preset, "data_info": splits.train.info}
+    meta = {"modality": modality.name, "dataset": dataset, "preset": args.preset, "data_info": splits.train.info,
+            **registry.denoiser_record(modality, denoiser)}
     result = train(model, modality.schedule(spec), splits.train, config, out=args.out, meta=meta,
                    desc=f"train {modality.name} ({dataset}, {args.preset})")
     print(json.dumps({"checkpoint": str(args.out), "step": result.step, **result.stats}))

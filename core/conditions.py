@@ -10,6 +10,7 @@ with probability ``p_attr``, so partial conditions are learned and can be compos
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -23,15 +24,19 @@ Attributes = Mapping[str, Sequence[str]]  # attribute -> value names
 Choice = dict[str, int]  # one example's condition: attribute -> value index (absent = dropped)
 
 
+# a comma outside brackets: "a=1,b=[1,2]" splits into "a=1" and "b=[1,2]" (JSON lists as values)
+_top_level_commas = re.compile(r",(?![^\[]*\])")
+
+
 def pairs(text: str, option: str, kind: str = "attribute") -> list[tuple[str, str]]:
     """``"a=x, b=y"`` -> ``[("a", "x"), ("b", "y")]``, names and values stripped; empty parts between commas
-    are skipped, ``""`` is no pairs.
+    are skipped (commas inside ``[...]`` belong to the value), ``""`` is no pairs.
 
     A part without ``=``, an empty ``kind`` name, a name given twice (which would silently keep one of the two
     values) or commas and nothing else raise :class:`UsageError` naming ``option`` (e.g. ``--cond``).
     """
     out: dict[str, str] = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
+    for part in filter(None, (p.strip() for p in _top_level_commas.split(text))):
         name, sep, value = (s.strip() for s in part.partition("="))
         if not sep or not name:
             raise UsageError(f"{option} part {part!r} is not of the form {kind}=value")

@@ -30,7 +30,7 @@ from crossguide.errors import UsageError
 from crossguide.evaluation import Evaluation, Evaluator, evaluate, reference_diversity
 from crossguide.guidance import Guidance
 from crossguide.judge import final_loss
-from crossguide.registry import Modality, Preset
+from crossguide.registry import Modality, Preset, denoiser_record
 from crossguide.registry import get as get_modality
 from crossguide.sampling import generate
 from crossguide.schedules import Schedule, from_tensors
@@ -143,9 +143,16 @@ def load_model(path: Path, weights: str = "ema") -> tuple[Denoiser, Schedule, di
     if type(steps) is not int or not 1 <= steps <= MAX_SCHEDULE_T:  # T sizes the schedule's tensors
         raise ckpt.CheckpointError(f"checkpoint {str(path)!r}: config.json schedule T must be an integer in "
                                    f"[1, {MAX_SCHEDULE_T}], got {json.dumps(steps)[:80]}")
+    modality = get_modality(config["modality"])
+    denoiser = config.get("denoiser")  # absent in checkpoints made before denoisers had names: the default
+    if denoiser is not None and denoiser not in modality.denoisers:
+        package = config.get("denoiser_package") or "unknown"
+        raise ckpt.CheckpointError(f"checkpoint {str(path)!r} holds denoiser {modality.name}.{denoiser} from package "
+                                   f"{package!r}, which is not installed here; install it (or register the "
+                                   f"denoiser) to load it; installed: {', '.join(modality.denoisers)}")
+    modality.denoiser(denoiser)[1].check_installed(f"{modality.name}.{denoiser or modality.default_denoiser}")
     try:
-        modality = get_modality(config["modality"])
-        model = modality.build_model(config["model"], config["attributes"], config.get("data_info", {}))
+        model = modality.build(denoiser, config["model"], config["attributes"], config.get("data_info", {}))
         tensors = ckpt.load(path, stems=(weights, "schedule")).tensors
         if weights not in tensors:
             why = (" (autoguidance needs the early EMA weights of a run trained with weak_at > 0); retrain it"
@@ -231,9 +238,13 @@ def prepare(
     model_dir: Path,
     checkpoint: Path | None = None,
     train_overrides: Mapping[str, Any] | None = None,
+    denoiser: str | None = None,
+    model_args: Mapping[str, Any] | None = None,
     progress: bool = True,
 ) -> Context:
-    """Load the dataset, train (resuming ``model_dir`` if it exists) or load ``checkpoint``, build the evaluator."""
+    """Load the dataset, train (resuming ``model_dir`` if it exists) or load ``checkpoint``, build the evaluator.
+    ``denoiser`` (a registered name, default the modality's own) and ``model_args`` (overrides of its preset
+    config) choose the model to train."""
     modality = get_modality(modality_name)
     if checkpoint is not None:
         config = ckpt.read_config(checkpoint)
@@ -257,11 +268,13 @@ def prepare(
         source = "checkpoint"
     else:
         overrides = dict(train_overrides or {})
-        tc = replace(spec.train, **overrides)
-        model = modality.init_model(spec, splits.train, tc.seed)
+        tc = replace(modality.train_config(denoiser, preset), **overrides)
+        model = modality.init_model(spec, splits.train, tc.seed, denoiser=denoiser,
+                                    config=modality.model_config(denoiser, preset, model_args))
         schedule = modality.schedule(spec)
-        meta = {"modality": modality.name, "dataset": dataset, "preset": preset, "data_info": splits.train.info}
-        name = denoiser_name(modality.name, dataset, preset, overrides)
+        meta = {"modality": modality.name, "dataset": dataset, "preset": preset, "data_info": splits.train.info,
+                **denoiser_record(modality, denoiser)}
+        name = denoiser_name(modality.name, dataset, preset, overrides, meta["denoiser"], model_args)
         key = reference.fingerprint(splits.train.x, *splits.train.cond.values(), meta=meta, model=model.config(),
                                     schedule=[schedule.name, schedule.T], train=reference.trained_by(tc))
         artifact = None if ckpt.exists(model_dir) else reference.find(name, key)
@@ -294,10 +307,13 @@ def prepare(
     )
 
 
-def denoiser_name(modality: str, dataset: str, preset: str, train_overrides: Mapping[str, Any] | None = None) -> str:
-    """The reference-artifact name (:mod:`crossguide.reference`) of the denoiser :func:`prepare` trains."""
-    changed = "".join(f"-{k}{v}" for k, v in sorted((train_overrides or {}).items()))
-    return f"denoiser-{modality}-{dataset}-{preset}{changed}"
+def denoiser_name(modality: str, dataset: str, preset: str, train_overrides: Mapping[str, Any] | None = None,
+                  denoiser: str | None = None, model_args: Mapping[str, Any] | None = None) -> str:
+    """The reference-artifact name (:mod:`crossguide.reference`) of the denoiser :func:`prepare` trains: the
+    modality's own unless ``denoiser`` names another, changed by ``train_overrides`` and ``model_args``."""
+    own = denoiser is None or denoiser == get_modality(modality).default_denoiser
+    changed = "".join(f"-{k}{v}" for k, v in sorted({**(train_overrides or {}), **(model_args or {})}.items()))
+    return f"denoiser-{modality}-{dataset}-{preset}{'' if own else '-' + denoiser}{changed}"
 
 
 def requests(attributes: Mapping[str, Sequence[str]], per_condition: int,

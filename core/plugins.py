@@ -18,14 +18,27 @@ from crossguide.errors import UsageError
 T = TypeVar("T")
 
 
-def load_group(group: str, add: Callable[[str, Any], None], broken: dict[str, str]) -> None:
-    """Call ``add(name, loaded object)`` for every installed entry point of ``group``; one that fails to load (or
-    to register) is recorded in ``broken`` (name -> reason) instead of taking the others down."""
+def load_group(group: str, add: Callable[..., None], broken: dict[str, str], *,
+               with_package: bool = False) -> dict[str, str]:
+    """Call ``add(name, loaded object)`` (``with_package``: ``add(name, object, distribution name)``) for every
+    installed entry point of ``group``; one that fails to load (or to register) is recorded in ``broken``
+    (name -> reason, returned) instead of taking the others down."""
     for ep in metadata.entry_points(group=group):
         try:
-            add(ep.name, ep.load())
+            if with_package:
+                add(ep.name, ep.load(), ep.dist.name if ep.dist is not None else provider(ep.module))
+            else:
+                add(ep.name, ep.load())
         except Exception as e:
             broken[ep.name] = f"{e.__class__.__name__}: {e}"
+    return broken
+
+
+def provider(module: str) -> str:
+    """The installed distribution that holds ``module`` (``"pkg.mod"`` or ``"pkg.mod:name"``), else its top-level
+    package name."""
+    top = module.partition(":")[0].partition(".")[0]
+    return next(iter(metadata.packages_distributions().get(top, [])), top)
 
 
 def lookup(kind: str, name: str, found: Mapping[str, T], broken: Mapping[str, str]) -> T:

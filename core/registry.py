@@ -2,22 +2,25 @@
 and its presets; core code reaches modalities only through this registry.
 
 Installed packages add modalities through the entry-point group ``crossguide.modalities`` (value: a
-:class:`Modality` instance) and datasets through ``crossguide.datasets`` (name ``<modality>.<dataset>``, value: a
-:data:`DatasetFactory`). The built-in modalities are found the same way.
+:class:`Modality` instance), datasets through ``crossguide.datasets`` (name ``<modality>.<dataset>``, value: a
+:data:`DatasetFactory`) and denoisers through ``crossguide.denoisers`` (name ``<modality>.<denoiser>``, value: a
+:class:`DenoiserEntry`), or at run time with :func:`register`, :func:`register_dataset` and
+:func:`register_denoiser`. The built-in modalities are found the same way.
 """
 
 from __future__ import annotations
 
 import abc
+import importlib.util
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from crossguide.config import TrainConfig, training
 from crossguide.errors import UsageError, check_choice
-from crossguide.plugins import load_group, lookup
+from crossguide.plugins import load_group, lookup, provider
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
@@ -29,9 +32,40 @@ if TYPE_CHECKING:
 
 MODALITY_GROUP = "crossguide.modalities"
 DATASET_GROUP = "crossguide.datasets"
+DENOISER_GROUP = "crossguide.denoisers"
 PRESETS = ("smoke", "quick", "full")
 
 DatasetFactory = Callable[[Mapping[str, Any], "Path | None", int], "Splits"]  # (preset data options, --data, seed)
+# (the model's JSON config, attribute -> value names, the dataset's info) -> a fresh denoiser
+DenoiserFactory = Callable[[Mapping[str, Any], Mapping[str, list[str]], Mapping[str, Any]], "Denoiser"]
+
+
+@dataclass(frozen=True)
+class DenoiserEntry:
+    """A denoiser a modality trains and samples by name (``--model NAME``, ``--model-args k=v,...``).
+
+    ``build`` makes it from its config (a :class:`~crossguide.plugins.Deferred` keeps torch and optional packages
+    unimported until then); ``configs`` gives its config per preset, which ``--model-args`` overrides key by key
+    (``options`` lists further keys it accepts); ``train`` overrides the preset's training per preset (e.g. another
+    learning rate). ``requires`` names the modules it imports beyond crossguide's dependencies and ``install`` how
+    to get them; ``package`` is the distribution that provides it, named when a checkpoint needs it and it is
+    missing (filled in from the entry point or the module when left empty)."""
+
+    build: DenoiserFactory
+    configs: Mapping[str, Mapping[str, Any]]
+    options: tuple[str, ...] = ()
+    train: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    requires: tuple[str, ...] = ()
+    install: str = ""
+    package: str = ""
+    about: str = ""  # one line for `crossguide list`
+
+    def check_installed(self, name: str) -> None:
+        """A one-line :class:`UsageError` naming the missing module and how to install it, if one is missing."""
+        for module in self.requires:
+            if importlib.util.find_spec(module) is None:
+                how = f"; install it with: {self.install}" if self.install else ""
+                raise UsageError(f"denoiser {name} needs the {module!r} package, which is not installed{how}")
 
 
 @dataclass(frozen=True)
@@ -63,6 +97,8 @@ class Modality(abc.ABC):
     datasets: dict[str, DatasetFactory]
     presets: dict[str, Preset]
     extra_ws: tuple[float, ...] = ()  # weights the benchmark sweeps besides the paper's grid (e.g. negative ones)
+    default_denoiser: str = "default"  # the name of :meth:`build_model`'s denoiser, trained unless --model says
+    shipped_denoisers: Mapping[str, DenoiserEntry] = {}  # alternatives the modality's package provides
 
     def preset(self, name: str) -> Preset:
         check_choice(f"preset for {self.name}", name, self.presets)
@@ -78,14 +114,66 @@ class Modality(abc.ABC):
 
         return make(preset.schedule, preset.T)
 
-    def init_model(self, preset: Preset, data: ConditionalDataset, seed: int) -> Denoiser:
-        """A fresh denoiser for ``preset`` and ``data``, its weights drawn from ``seed`` (same seed, same
-        weights); the global RNG is left as it was."""
+    @property
+    def denoisers(self) -> dict[str, DenoiserEntry]:
+        """Every denoiser this modality trains by name: its default (:meth:`build_model` with the presets' ``model``
+        configs), the ones its package ships, and those added by :func:`register_denoiser` or entry point."""
+        if "_denoisers" not in self.__dict__:
+            own = DenoiserEntry(self.build_model, {name: p.model for name, p in self.presets.items()},
+                                package="crossguide", about="the modality's own denoiser")
+            self.__dict__["_denoisers"] = {self.default_denoiser: own, **self.shipped_denoisers}
+        _load_entry_points()
+        return self.__dict__["_denoisers"]
+
+    def denoiser(self, name: str | None = None) -> tuple[str, DenoiserEntry]:
+        """The registered name and entry of denoiser ``name`` (bare or ``<modality>.<name>``; ``None``: the
+        default), or a one-line :class:`UsageError` naming the valid ones."""
+        name = name or self.default_denoiser
+        prefix = f"{self.name}."
+        if name.startswith(prefix):
+            name = name[len(prefix):]
+        elif "." in name:
+            raise UsageError(f"denoiser {name!r} belongs to another modality; valid for {self.name}: "
+                             f"{', '.join(self.denoisers)}")
+        return name, lookup(f"{self.name} denoiser", name, self.denoisers, _BROKEN_DENOISERS.get(self.name, {}))
+
+    def model_config(self, denoiser: str | None, preset: str, model_args: Mapping[str, Any] | None = None,
+                     ) -> dict[str, Any]:
+        """Denoiser ``denoiser``'s config for ``preset`` with ``model_args`` (``--model-args``) overriding its keys;
+        an unknown key is a one-line error naming the valid ones."""
+        name, entry = self.denoiser(denoiser)
+        check_choice(f"preset for denoiser {self.name}.{name}", preset, entry.configs)
+        base = dict(entry.configs[preset])
+        valid = [*base, *(o for o in entry.options if o not in base)]
+        for key in model_args or {}:
+            if key not in valid:
+                raise UsageError(f"--model-args: denoiser {self.name}.{name} has no option {key!r}; valid: "
+                                 f"{', '.join(valid)}")
+        return {**base, **(model_args or {})}
+
+    def train_config(self, denoiser: str | None, preset: str) -> TrainConfig:
+        """The preset's training with denoiser ``denoiser``'s overrides for it."""
+        _, entry = self.denoiser(denoiser)
+        return replace(self.preset(preset).train, **entry.train.get(preset, {}))
+
+    def build(self, denoiser: str | None, config: Mapping[str, Any], attributes: Mapping[str, list[str]],
+              info: Mapping[str, Any]) -> Denoiser:
+        """A fresh denoiser ``denoiser`` (``None``: the default) from its config; a missing optional package is a
+        one-line error naming it."""
+        name, entry = self.denoiser(denoiser)
+        entry.check_installed(f"{self.name}.{name}")
+        return entry.build(config, attributes, info)
+
+    def init_model(self, preset: Preset, data: ConditionalDataset, seed: int, *, denoiser: str | None = None,
+                   config: Mapping[str, Any] | None = None) -> Denoiser:
+        """A fresh denoiser for ``data`` (``denoiser`` with ``config``; default: the modality's own with the
+        preset's config), its weights drawn from ``seed`` (same seed, same weights); the global RNG is left as
+        it was."""
         import torch
 
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            return self.build_model(preset.model, data.attributes, data.info)
+            return self.build(denoiser, preset.model if config is None else config, data.attributes, data.info)
 
     @abc.abstractmethod
     def build_model(self, config: Mapping[str, Any], attributes: Mapping[str, list[str]],
@@ -127,6 +215,7 @@ class Modality(abc.ABC):
 
 _MODALITIES: dict[str, Modality] = {}
 _BROKEN: dict[str, str] = {}  # entry points that failed to import: name -> reason
+_BROKEN_DENOISERS: dict[str, dict[str, str]] = {}  # modality -> denoiser name -> reason
 _loaded = False
 
 
@@ -136,6 +225,22 @@ def register(modality: Modality) -> None:
 
 def register_dataset(modality: str, name: str, factory: DatasetFactory) -> None:
     get(modality).datasets[name] = factory
+
+
+def register_denoiser(modality: str, name: str, entry: DenoiserEntry) -> None:
+    """Add denoiser ``name`` to ``modality`` (``--model name``); ``entry.package`` defaults to the distribution
+    that holds ``entry.build``'s module."""
+    if not name or "." in name:
+        raise UsageError(f"a denoiser name is one word without dots (it is written <modality>.<name>), got {name!r}")
+    if not entry.package:
+        entry = replace(entry, package=provider(getattr(entry.build, "target", None) or entry.build.__module__))
+    get(modality).denoisers[name] = entry
+
+
+def denoiser_record(modality: Modality, name: str | None) -> dict[str, str]:
+    """What a checkpoint's ``config.json`` keeps of its denoiser: its registered name and providing package."""
+    name, entry = modality.denoiser(name)
+    return {"denoiser": name, "denoiser_package": entry.package}
 
 
 def _load_entry_points() -> None:
@@ -152,6 +257,15 @@ def _load_entry_points() -> None:
             _MODALITIES[modality].datasets[name] = factory
 
     load_group(DATASET_GROUP, add_dataset, {})
+
+    def add_denoiser(entry: str, value: DenoiserEntry, package: str) -> None:
+        modality, _, name = entry.partition(".")
+        if modality in _MODALITIES and name:
+            register_denoiser(modality, name, replace(value, package=value.package or package))
+
+    for entry, reason in load_group(DENOISER_GROUP, add_denoiser, {}, with_package=True).items():
+        modality, _, name = entry.partition(".")
+        _BROKEN_DENOISERS.setdefault(modality, {})[name] = reason
 
 
 def names() -> list[str]:

@@ -77,6 +77,7 @@ PRESETS: dict[str, Preset] = {
 class AudioModality(Modality):
     name = "audio"
     default_dataset = "notes"
+    default_denoiser = "diffwave"
     extra_ws = ()
 
     def __init__(self) -> None:

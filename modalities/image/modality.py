@@ -60,6 +60,7 @@ PRESETS = {
 class ImageModality(Modality):
     name = "image"
     default_dataset = "shapes"
+    default_denoiser = "unet"
     extra_ws = (-3.0, -2.0)  # negative guidance: pushing away from the condition
 
     def __init__(self) -> None:

@@ -40,6 +40,7 @@ def _train(**kw: Any) -> TrainConfig:
 class TextModality(Modality):
     name = "text"
     default_dataset = "restaurants"
+    default_denoiser = "diffusion-lm"
 
     def __init__(self) -> None:
         self.datasets = {

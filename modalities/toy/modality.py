@@ -30,6 +30,7 @@ DATA = {"train_per_component": 2000, "test_per_component": 250}
 class ToyModality(Modality):
     name = "toy"
     default_dataset = "mixture"
+    default_denoiser = "mlp"
     extra_ws = (-3.0, -2.0)
 
     def __init__(self) -> None:
