@@ -25,16 +25,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
+from crossguide.config import MAX_W
 from crossguide.errors import UsageError, check_choice, check_range, describe_os_error
 from crossguide.registry import PRESETS
 
 if TYPE_CHECKING:
-    from crossguide import conditions as C
-    from crossguide.guidance import Guidance, Term
+    from crossguide.guidance import Guidance
 
 # Sanity bounds on numbers, far beyond any preset or paper, that stop a typo from allocating terabytes, running
 # for years or overflowing: checked right after parsing, before any work.
-MAX_W = 1000.0  # |w| (the paper's grid stops at 4); far beyond it a guided prediction is rounding noise
 MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed's non-negative range
 RANGES: dict[str, tuple[str, float, float, bool]] = {  # argparse dest -> (option, lo, hi, lo excluded)
     "n": ("--n", 1, 100_000, False),  # samples in one `sample` call
@@ -568,66 +567,25 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _terms(args: argparse.Namespace, attributes: C.Attributes, choice: C.Choice) -> tuple[Term, ...]:
-    """``--w`` as one term on the whole condition, or ``--compose``'s term per attribute (each weight in the
-    ``--w`` range, each attribute once and set by ``--cond``: a term on an unset attribute would guide towards
-    the unconditional model, silently)."""
-    from crossguide import conditions as C
-    from crossguide.guidance import Term
-
-    if not args.compose:
-        return (Term(args.w),)
-    if args.w != 0.0:
-        raise UsageError(f"--compose gives each attribute its own weight; drop --w {args.w:g} (or drop --compose)")
-    terms = []
-    for name, text in C.pairs(args.compose, "--compose", "attribute"):
-        C.check_attribute(name, attributes)
-        if name not in choice:
-            raise UsageError(f"--compose weights attribute {name!r}, which --cond does not set; --cond sets: "
-                             f"{', '.join(choice) or 'nothing'}")
-        try:
-            w = float(text)
-        except ValueError:
-            raise UsageError(f"--compose weight for {name!r} is not a number: {text!r}") from None
-        check_range(f"--compose weight for {name!r}", w, -MAX_W, MAX_W)
-        terms.append(Term(w, (name,)))
-    return tuple(terms)
-
-
 def _sample(args: argparse.Namespace) -> int:
-    from crossguide import conditions as C
-    from crossguide import registry
-    from crossguide.pipeline import helper_models, load_model
-    from crossguide.sampling import generate
+    from crossguide.conditions import pairs
+    from crossguide.notebook import Pipe
 
     template = _guidance(args)  # a bad rule or option fails before the model loads
     check_out(args.out)
-    model, schedule, config = load_model(args.checkpoint)
-    attrs = model.attributes
-    choice = C.parse(args.cond, attrs, "--cond")
-    guidance = replace(template, terms=_terms(args, attrs, choice))
-    cond = C.stack([choice] * args.n, attrs)
-    negative = None
-    if args.negative:
-        away = C.parse(args.negative, attrs, "--negative")
-        if away == choice:  # eps~ = eps(x, c) + (1 + w)(eps(x, c) - eps(x, c)): --w would do nothing
-            raise UsageError(f"--negative {args.negative!r} is the --cond condition itself; guidance would push "
-                             "away from what it asks for and ignore --w")
-        negative = C.stack([away] * args.n, attrs)
-    modality = registry.get(config["modality"])
-    preset = config.get("preset", "quick")
-    built = helper_models(guidance.make_rule().helpers, modality=modality, dataset=config.get("dataset", ""),
-                          preset_name=preset, model=model, schedule=schedule, model_dir=args.checkpoint,
-                          splits=lambda: modality.load_dataset(config.get("dataset"), preset, args.data, 0))
-    gen = generate(model, schedule, cond, guidance, sampler=args.sampler, steps=args.steps, seed=args.seed,
-                   negative=negative, snap=not args.no_snap, helpers={k: m for k, (m, _) in built.items()},
-                   progress=True)
-    labels = [C.names(choice, attrs)] * args.n
-    info = config.get("data_info", {})
-    paths = modality.write_samples(gen.samples, labels, args.out, info)
-    modality.draw(gen.samples, labels, args.out / "grid.png",
-                  f"{args.cond or 'unconditional'}: {guidance.terms_label()} ({guidance.label()})", info)
-    print(f"wrote {len(paths)} samples to {args.out} ({gen.nfe:.0f} network evaluations per sample)")
+    compose = {}
+    for name, text in pairs(args.compose, "--compose", "attribute"):
+        try:
+            compose[name] = float(text)
+        except ValueError:
+            raise UsageError(f"--compose weight for {name!r} is not a number: {text!r}") from None
+    pipe = Pipe(args.checkpoint, args.data)
+    choice = pipe.condition(args.cond, "--cond")
+    guidance = replace(template, terms=pipe.terms(args.w, compose, choice))
+    out = pipe.generate(choice, guidance, n=args.n, seed=args.seed, negative=args.negative, sampler=args.sampler,
+                        steps=args.steps, snap=not args.no_snap, progress=True, what=args.cond)
+    out.save(args.out)
+    print(f"wrote {len(out)} samples to {args.out} ({out.nfe:.0f} network evaluations per sample)")
     return 0
 
 

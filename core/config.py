@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from crossguide.errors import UsageError
 
+MAX_W = 1000.0  # largest |w| accepted (the paper's grid stops at 4); beyond it guidance is rounding noise
 Bf16 = Literal["auto", "on", "off"]  # bf16 autocast: "auto" only where the hardware has bf16 (crossguide.precision)
 
 

@@ -98,6 +98,7 @@ class Modality(abc.ABC):
     presets: dict[str, Preset]
     extra_ws: tuple[float, ...] = ()  # weights the benchmark sweeps besides the paper's grid (e.g. negative ones)
     default_denoiser: str = "default"  # the name of :meth:`build_model`'s denoiser, trained unless --model says
+    model_options: tuple[str, ...] = ()  # its config keys (--model-args) besides those every preset sets
     shipped_denoisers: Mapping[str, DenoiserEntry] = {}  # alternatives the modality's package provides
 
     def preset(self, name: str) -> Preset:
@@ -120,7 +121,7 @@ class Modality(abc.ABC):
         configs), the ones its package ships, and those added by :func:`register_denoiser` or entry point."""
         if "_denoisers" not in self.__dict__:
             own = DenoiserEntry(self.build_model, {name: p.model for name, p in self.presets.items()},
-                                package="crossguide", about="the modality's own denoiser")
+                                self.model_options, package="crossguide", about="the modality's own denoiser")
             self.__dict__["_denoisers"] = {self.default_denoiser: own, **self.shipped_denoisers}
         _load_entry_points()
         return self.__dict__["_denoisers"]

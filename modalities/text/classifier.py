@@ -7,7 +7,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from crossguide.embeddings import TimeEmbedding
-from crossguide.modalities.text.model import bert
+from crossguide.modalities.text.model import encoder
 
 
 class TextClassifier(nn.Module):
@@ -17,7 +17,7 @@ class TextClassifier(nn.Module):
         super().__init__()
         self.up = nn.Sequential(nn.Linear(embed_dim, hidden), nn.Tanh(), nn.Linear(hidden, hidden))
         self.time = TimeEmbedding(hidden // 2, hidden)
-        self.bert = bert(hidden, layers, heads, length)
+        self.bert = encoder("bert", hidden, layers, heads, length)
         self.dim = hidden
 
     def forward(self, x_t: Tensor, t: Tensor) -> Tensor:

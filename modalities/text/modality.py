@@ -41,6 +41,8 @@ class TextModality(Modality):
     name = "text"
     default_dataset = "restaurants"
     default_denoiser = "diffusion-lm"
+    model_options = ("embed_dim", "hidden", "layers", "heads", "dropout", "prior_alpha_bar", "rounding",
+                     "rounding_weight", "head", "self_condition", "backbone")
 
     def __init__(self) -> None:
         self.datasets = {

@@ -20,24 +20,36 @@ from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
-from transformers import BertConfig, BertModel
+from transformers import AutoConfig, AutoModel, PreTrainedModel
 
 from crossguide.conditions import Attributes, Condition
 from crossguide.denoiser import Denoiser
 from crossguide.embeddings import ConditionEmbedding, TimeEmbedding
-from crossguide.errors import check_choice
+from crossguide.errors import UsageError, check_choice
 
 Rounding = Literal["x0", "both"]  # rounding loss on the clean embeddings (Eq. 2), or also on the model's estimate
 Head = Literal["linear", "mixture"]  # x0 = down-projection (Diffusion-LM), or the tied head's expected embedding
 
 
-def bert(hidden: int, layers: int, heads: int, length: int, dropout: float = 0.0) -> BertModel:
-    """A randomly initialised ``transformers`` BERT encoder (nothing downloaded) read through ``inputs_embeds``; its
-    learned absolute positions are the model's."""
-    config = BertConfig(vocab_size=1, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-                        intermediate_size=4 * hidden, max_position_embeddings=length, type_vocab_size=1,
-                        hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout, pad_token_id=0)
-    return BertModel(config, add_pooling_layer=False)
+def encoder(kind: str, hidden: int, layers: int, heads: int, length: int, dropout: float = 0.0) -> PreTrainedModel:
+    """A randomly initialised ``transformers`` encoder of model type ``kind`` (``bert``, ``roberta``,
+    ``distilbert``, ``deberta-v2``, ``electra``, ...; built from a local config, nothing downloaded) read through
+    ``inputs_embeds``; its learned positions are the model's."""
+    # RoBERTa-style encoders number positions from pad + 1: two more rows than the sequence needs
+    positions = length if kind == "bert" else length + 2
+    try:
+        config = AutoConfig.for_model(
+            kind, vocab_size=1, hidden_size=hidden, embedding_size=hidden, num_hidden_layers=layers,
+            num_attention_heads=heads, intermediate_size=4 * hidden, hidden_dim=4 * hidden,  # (DistilBERT names it so)
+            max_position_embeddings=positions, bos_token_id=None, eos_token_id=None,
+            type_vocab_size=1, hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout, pad_token_id=0)
+    except ValueError:
+        raise UsageError(f"unknown text backbone {kind!r}; valid: a transformers encoder model type, e.g. "
+                         "bert, roberta, distilbert, deberta-v2, electra") from None
+    try:
+        return AutoModel.from_config(config, add_pooling_layer=False)  # no pooler: every position is read
+    except TypeError:  # encoders without a pooler take no such argument
+        return AutoModel.from_config(config)
 
 
 class EmbeddingDiffusionLM(Denoiser):
@@ -47,8 +59,8 @@ class EmbeddingDiffusionLM(Denoiser):
         attributes: attribute -> value names.
         vocab_size, length, pad_id: from the dataset's tokenizer (``info``).
         embed_dim: ``d``, the diffusion space per token (Diffusion-LM uses 16 for E2E).
-        hidden, layers, heads: the BERT encoder's width, depth and attention heads.
-        dropout: BERT's hidden and attention dropout.
+        hidden, layers, heads: the encoder's width, depth and attention heads.
+        dropout: the encoder's hidden and attention dropout.
         prior_alpha_bar: ``alpha_bar_T`` of the schedule, weighting the prior term (about 0 for ``sqrt``).
         rounding: where the rounding cross-entropy is taken (``x0``: Eq. 2; ``both``: also on the estimate).
         rounding_weight: its weight against the regression loss.
@@ -56,6 +68,7 @@ class EmbeddingDiffusionLM(Denoiser):
             expected embedding under the tied head, ``softmax(logits(y)) EMB`` (score interpolation, Dieleman et al.
             2022, Sec. 3), so the estimate is a mixture of words and the rounding loss on it is a word-level
             cross-entropy.
+        backbone: the encoder's ``transformers`` model type (BERT in Diffusion-LM; any encoder, e.g. roberta).
         self_condition: also read the model's own earlier x0 estimate, concatenated to ``x_t`` per token
             (self-conditioning, Chen et al. 2022, Sec. 3.3; Strudel et al. 2022 find it key for embedding
             diffusion).
@@ -66,21 +79,21 @@ class EmbeddingDiffusionLM(Denoiser):
     def __init__(self, attributes: Attributes, *, vocab_size: int, length: int, pad_id: int = 0,
                  embed_dim: int = 16, hidden: int = 128, layers: int = 3, heads: int = 4, dropout: float = 0.0,
                  prior_alpha_bar: float = 0.0, rounding: Rounding = "x0", rounding_weight: float = 1.0,
-                 head: Head = "linear", self_condition: bool = False):
+                 head: Head = "linear", self_condition: bool = False, backbone: str = "bert"):
         super().__init__(attributes, (length, embed_dim))
         check_choice("rounding", rounding, ("x0", "both"))
         check_choice("x0 head", head, ("linear", "mixture"))
         self.args = {"vocab_size": vocab_size, "length": length, "pad_id": pad_id, "embed_dim": embed_dim,
                      "hidden": hidden, "layers": layers, "heads": heads, "dropout": dropout,
                      "prior_alpha_bar": prior_alpha_bar, "rounding": rounding, "rounding_weight": rounding_weight,
-                     "head": head, "self_condition": self_condition}
+                     "head": head, "self_condition": self_condition, "backbone": backbone}
         self.self_conditioning = self_condition
         self.embed = nn.Embedding(vocab_size, embed_dim)  # N(0, 1) init, as Diffusion-LM
         inputs = embed_dim * (2 if self_condition else 1)  # x_t, and the earlier estimate when self-conditioning
         self.up = nn.Sequential(nn.Linear(inputs, hidden), nn.Tanh(), nn.Linear(hidden, hidden))
         self.time = TimeEmbedding(hidden // 2, hidden)
         self.cond = ConditionEmbedding(attributes, hidden)
-        self.bert = bert(hidden, layers, heads, length, dropout)
+        self.bert = encoder(backbone, hidden, layers, heads, length, dropout)  # "bert": the checkpoints' key
         self.down = nn.Sequential(nn.Linear(hidden, hidden), nn.Tanh(), nn.Linear(hidden, embed_dim))
 
     def forward(self, x_t: Tensor, t: Tensor, cond: Condition, x0_self: Tensor | None = None) -> Tensor:

@@ -31,6 +31,7 @@ class ToyModality(Modality):
     name = "toy"
     default_dataset = "mixture"
     default_denoiser = "mlp"
+    model_options = ("kind", "prediction", "hidden", "depth")
     extra_ws = (-3.0, -2.0)
 
     def __init__(self) -> None:
