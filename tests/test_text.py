@@ -302,3 +302,22 @@ def test_smoke_end_to_end(tmp_path):
                     "--w", "1", "--steps", "3", "--n", "2", "--out", str(out), *extra]) == 0
         rows = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
         assert len(rows) == 2 and rows[0]["condition"] == {"food": "Italian", "area": "centre"}
+
+
+@pytest.mark.parametrize("backbone", ["roberta", "distilbert"])
+def test_the_encoder_is_any_transformers_type_and_round_trips(backbone: str) -> None:
+    """``--model-args backbone=...``: another encoder type, built from a local config, learns positions and
+    conditions like BERT, and its config rebuilds the same network."""
+    splits = TEXT.load_dataset(None, "smoke", None, 0)
+    config = TEXT.model_config(None, "smoke", {"backbone": backbone})
+    torch.manual_seed(0)
+    model = TEXT.build(None, config, splits.train.attributes, splits.train.info).eval()
+    assert type(model.bert).__name__.lower().startswith(backbone)
+    again = TEXT.build(None, model.config(), splits.train.attributes, splits.train.info).eval()
+    again.load_state_dict(model.state_dict())
+    x_t = torch.randn(3, *model.sample_shape)
+    cond = {a: torch.tensor([0, -1, 1]) for a in splits.train.attributes}
+    out = model(x_t, torch.tensor([5.0, 50.0, 150.0]), cond)
+    assert out.shape == x_t.shape and torch.equal(out, again(x_t, torch.tensor([5.0, 50.0, 150.0]), cond))
+    with pytest.raises(UsageError, match="unknown text backbone 'nope'; valid: a transformers encoder model type"):
+        TEXT.build(None, {**config, "backbone": "nope"}, splits.train.attributes, splits.train.info)
