@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from crossguide.benchmarks import MODALITIES
-from crossguide.cli import check_json_object, check_out, parse_names, path_arg, scratch_arg
+from crossguide.cli import check_json_object, check_out, model_choice, parse_names, path_arg, scratch_arg
 from crossguide.errors import UsageError
 from crossguide.registry import PRESETS
 
@@ -40,6 +40,11 @@ class StudyCommand:
                             "run the sweep on each, for the between-model spread (default: 1)")
         p.add_argument("--rules", metavar="NAME,...", help=f"comma-separated guidance rules for the rules section, "
                        f"from {', '.join(rules.names())} (default: every one)")
+        p.add_argument("--model", metavar="MODALITY.NAME,...",
+                       help="denoisers to train instead of the modalities' own, e.g. image.diffusers-unet "
+                            "(`crossguide list`; default: each modality's own)")
+        p.add_argument("--model-args", default="", metavar="K=V,...",
+                       help="config of the one denoiser --model names, values as JSON (default: its preset's)")
         p.add_argument("--out", type=path_arg, default=Path("results/study"), metavar="DIR",
                        help="directory for the models, records, samples and the report")
         p.add_argument("--force", action="store_true", help="retrain models and recompute settings found in --out")
@@ -56,12 +61,37 @@ class StudyCommand:
             chosen["modalities"] = parse_names(args.modalities, "--modalities", "modality", registry.names())
         if args.rules is not None:
             chosen["rule_names"] = parse_names(args.rules, "--rules", "guidance rule", rules.names())
+        if args.model is not None or args.model_args:
+            chosen["denoisers"] = _denoisers(args)
+            left_out = [m for m in chosen["denoisers"] if m not in chosen.get("modalities", MODALITIES)]
+            if left_out:
+                raise UsageError(f"--model names a {left_out[0]} denoiser, but the study does not run {left_out[0]} "
+                                 f"(--modalities: {', '.join(chosen.get('modalities', MODALITIES))})")
         from crossguide.benchmarks.study import run_study
 
         report = run_study(args.out, preset=args.preset, seeds=args.seeds, training_seeds=args.training_seeds,
                            force=args.force, **chosen)
         print(f"report: {report}  (and {report.with_suffix('.md')})")
         return 0
+
+
+def _denoisers(args: argparse.Namespace) -> dict[str, tuple[str, dict[str, Any]]]:
+    """``--model image.x,audio.y`` (and ``--model-args`` for a single one) as modality -> (denoiser, its
+    config options), each checked against the registry before anything trains."""
+    names = [n.strip() for n in (args.model or "").split(",") if n.strip()]
+    if args.model_args and len(names) != 1:
+        raise UsageError(f"--model-args configures one denoiser; --model names {len(names)} "
+                         f"({args.model or 'none'}): give exactly one")
+    chosen = {}
+    for name in names:
+        modality, dot, _ = name.partition(".")
+        if not dot:
+            raise UsageError(f"--model {name!r}: the study runs several modalities, so name the denoiser as "
+                             "MODALITY.NAME, e.g. image.diffusers-unet")
+        if modality in chosen:
+            raise UsageError(f"--model gives modality {modality!r} twice; give one denoiser per modality")
+        chosen[modality] = model_choice(modality, name, args.model_args, args.preset)
+    return chosen
 
 
 class ReferenceCommand:

@@ -24,19 +24,20 @@ import platform
 import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from crossguide import rules
+from crossguide import checkpoint as ckpt
+from crossguide import records, reference, rules
 from crossguide.benchmarks import MODALITIES
 from crossguide.errors import UsageError
 from crossguide.guidance import Guidance, Term
-from crossguide.pipeline import Setting, prepare, run_settings
+from crossguide.pipeline import Setting, denoiser_name, prepare, run_settings
 from crossguide.progress import bar
-from crossguide.registry import PRESETS, Preset
+from crossguide.registry import PRESETS, Modality, Preset
 from crossguide.registry import get as get_modality
 
 SECTIONS = ("sweep", "steps", "negative", "mixing", "p_uncond", "rules")
@@ -201,6 +202,101 @@ def ablation_settings(plan: Plan, spec: Preset) -> list[Setting]:
             for w in plan.p_uncond_ws]
 
 
+class Training(NamedTuple):
+    """The training a study model still needs before its settings (:func:`training_left`)."""
+
+    steps: int  # steps left
+    seconds_per_step: float | None  # None: unknown until a training is timed
+    unmatched: int  # steps left if the reference model of its name turns out not to match (prepare then trains)
+
+
+def training_left(modality: Modality, spec: Preset, run: ModelRun, preset: str, *, fresh: bool = False) -> Training:
+    """What ``run``'s model still has to train: none where a reference model of its name stands in (references
+    are on and it has no checkpoint of its own; :func:`crossguide.pipeline.prepare` checks the fingerprint) or its
+    checkpoint is finished, else its recipe's steps less those of a checkpoint to resume; a step's seconds from
+    the modality's reference card (its examples per second at the recipe's batch size). ``fresh``: its
+    checkpoint is about to be removed (``--force``)."""
+    overrides = dict(run.overrides)
+    recipe = replace(spec.train, **overrides)
+    cards = {a.name: a.entry for a in reference.artifacts() if a.entry.get("kind") == "denoiser"}
+    own = denoiser_name(modality.name, modality.default_dataset, preset, overrides)
+    model = run.path / "model"
+    resumed = not fresh and ckpt.exists(model)
+    left = max(0, recipe.steps - (json.loads((model / "training.json").read_text())["step"] if resumed else 0))
+    referenced = not resumed and own in cards and reference._enabled.get()  # off under --from-scratch
+    card = cards.get(own) or cards.get(denoiser_name(modality.name, modality.default_dataset, preset))
+    speed = (card or {}).get("train", {}).get("examples_per_s")
+    return Training(0 if referenced else left, recipe.batch_size / speed if speed else None, left)
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min" if seconds < 5400 else \
+        f"{seconds / 3600:.1f} h"
+
+
+def time_left(settings: Mapping[str, int], seconds_per_setting: Mapping[str, float],
+              training: Sequence[Training]) -> str:
+    """The study's estimate of its time left, as its progress bar shows it: each modality's settings still to
+    compute at its mean seconds per setting so far (a modality not started yet: the mean of those that have),
+    plus the training still to do, each model's steps left at its seconds per step. What cannot be timed yet is
+    named, not guessed."""
+    rates = list(seconds_per_setting.values())
+    sampling, untimed = 0.0, 0
+    for m, n in settings.items():
+        rate = seconds_per_setting.get(m, sum(rates) / len(rates) if rates else None)
+        sampling += n * (rate or 0.0)
+        untimed += n * (rate is None)
+    models = [t for t in training if t.steps > 0]
+    train_s = sum(t.steps * t.seconds_per_step for t in models if t.seconds_per_step is not None)
+    unknown = sum(t.seconds_per_step is None for t in models)
+    text = f"{'>=' if untimed or unknown else '~'}{_duration(sampling + train_s)} left"
+    if models:
+        text += f", {len(models)} model{'s' * (len(models) > 1)} to train"
+        text += f" ({unknown} not timed yet)" if unknown else f" (~{_duration(train_s)})"
+    return text + (f", {untimed} settings not timed yet" if untimed else "")
+
+
+@dataclass
+class Estimate:
+    """What the study's time-left estimate (:func:`time_left`) is made of, updated as the study goes."""
+
+    settings: dict[str, int]  # modality -> settings still to compute
+    training: dict[Path, tuple[str, Training]]  # model folder -> its modality and what it still has to train
+    spent: dict[str, tuple[float, int]] = field(default_factory=dict)  # modality -> seconds, settings computed
+    # (in this run, after what its records say of settings computed before)
+
+    def text(self) -> str:
+        return time_left(self.settings, {m: t / n for m, (t, n) in self.spent.items() if n},
+                         [t for _, t in self.training.values()])
+
+    def prepared(self, m: str, path: Path, trained: bool, seconds_per_step: float | None) -> None:
+        """Model ``path`` of modality ``m`` is ready; ``trained``: it trained (or resumed) here at
+        ``seconds_per_step``, the speed the modality's other models are then counted at; if a reference model was
+        expected to stand in, it did not match, and none of the modality's is counted on any more."""
+        _, expected = self.training.pop(path)
+        for p, (mm, t) in self.training.items():
+            if mm == m and trained:
+                self.training[p] = (mm, Training(t.steps if expected.steps else t.unmatched,
+                                                 seconds_per_step or t.seconds_per_step, t.unmatched))
+
+    def on_done(self, m: str, known: set[str], then: Callable[[], None]) -> Callable[[Setting, int], None]:
+        """A :func:`crossguide.pipeline.run_settings` callback that times each setting of ``m`` it computes (the
+        ``known`` ids were reused, not computed), then calls ``then``."""
+        clock = time.perf_counter()
+
+        def done(setting: Setting, seed: int) -> None:
+            nonlocal clock
+            now = time.perf_counter()
+            if setting.id(seed) not in known:
+                seconds, count = self.spent.get(m, (0.0, 0))
+                self.spent[m] = (seconds + now - clock, count + 1)
+                self.settings[m] = max(0, self.settings[m] - 1)
+            clock = now
+            then()
+
+        return done
+
+
 def versions() -> dict[str, str]:
     out = {"python": platform.python_version(), "platform": platform.platform()}
     for pkg in ("crossguide", "torch", "torchaudio", "transformers", "tokenizers", "librosa", "numpy", "scipy",
@@ -225,12 +321,14 @@ def run_study(
     seeds: int | None = None,
     training_seeds: int = 1,
     rule_names: Sequence[str] | None = None,
+    denoisers: Mapping[str, tuple[str, Mapping[str, Any]]] | None = None,
     force: bool = False,
     progress: bool = True,
 ) -> Path:
     """Run (or resume) the study into ``out`` and write ``report.html`` and ``report.md``; returns the HTML path.
     ``rule_names`` limits the rules section (default: every registered rule); ``training_seeds`` > 1 trains that
-    many models per modality (training seeds 0, 1, ...) and runs the sweep on each, for the between-model spread."""
+    many models per modality (training seeds 0, 1, ...) and runs the sweep on each, for the between-model spread;
+    ``denoisers`` gives a modality's denoiser and its ``--model-args`` (default: the modality's own)."""
     if preset not in PLANS:
         raise UsageError(f"unknown preset {preset!r}; valid: {', '.join(PRESETS)}")
     seeds = PLANS[preset].seeds if seeds is None else seeds
@@ -259,15 +357,33 @@ def run_study(
         sections = section_settings(plan, spec, attrs, rule_names) if run.kind == "main" else {}
         return {**sections, "p_uncond": ablation_settings(plan, spec)} if ablated else sections
 
-    # attribute names are known once a dataset is loaded; two stand-ins give the right count for the estimate
-    total = len(seed_list) * sum(
-        len(s) for m in mods for run in model_runs(m.name, m.preset(preset))
-        for s in sections_of(m.name, m.preset(preset), ["a", "b"], run).values()
-    )
+    def planned(m: Modality, run: ModelRun) -> list[str]:
+        """The ids of the settings (times seeds) a model runs, section by section: sections share some settings
+        (w = 0 is in several), which run once. Attribute names are known once a dataset is loaded; two stand-ins
+        give the right count."""
+        return [s.id(seed) for settings in sections_of(m.name, m.preset(preset), ["a", "b"], run).values()
+                for s in settings for seed in seed_list]
+
+    total = sum(len(planned(m, run)) for m in mods for run in model_runs(m.name, m.preset(preset)))
     study = {"preset": preset, "seeds": seeds, "training_seeds": training_seeds, "plan": asdict(plan),
              "versions": versions(),
              "modalities": meta.get("modalities", {}), "runs": meta.get("runs", [])}
-    pbar = bar(total=total, desc="study", enabled=progress, unit="setting")
+    # the time left counts the training still to do and the settings not yet recorded (tqdm's own estimate, at
+    # the rate of settings so far, knew of neither)
+    estimate = Estimate(
+        settings={m.name: sum(len(set(planned(m, run)) - (set() if force else _recorded(run.path)))
+                              for run in model_runs(m.name, m.preset(preset))) for m in mods},
+        training={run.path: (m.name, training_left(m, m.preset(preset), run, preset, fresh=force))
+                  for m in mods for run in model_runs(m.name, m.preset(preset))},
+        spent={m.name: _recorded_seconds([run.path for run in model_runs(m.name, m.preset(preset))]) for m in mods})
+    pbar = bar(total=total, desc="study", enabled=progress, unit="setting",
+               bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} settings [{elapsed}{postfix}]")
+
+    def advance() -> None:
+        pbar.set_postfix_str(estimate.text(), refresh=False)
+        pbar.update(1)
+
+    pbar.set_postfix_str(estimate.text())
     computed = 0
     try:
         for m in mods:
@@ -280,16 +396,21 @@ def run_study(
                     shutil.rmtree(run_dir / "model", ignore_errors=True)
                 pbar.set_description(f"{m.name}: prepare {run.label}".rstrip())
                 began = time.perf_counter()
+                denoiser, model_args = (denoisers or {}).get(m.name, (None, {}))
                 ctx = prepare(m.name, preset=preset, model_dir=run_dir / "model", seed=0, progress=progress,
-                              train_overrides=dict(run.overrides) or None)
+                              train_overrides=dict(run.overrides) or None, denoiser=denoiser, model_args=model_args)
                 entry["prepare_s"] = entry.get("prepare_s", 0.0) + time.perf_counter() - began
+                speed = ctx.train_stats.get("examples_per_s")
+                estimate.prepared(m.name, run.path, ckpt.exists(run_dir / "model"),
+                                  ctx.train_config["batch_size"] / speed if speed else None)
                 sections = sections_of(m.name, spec, list(ctx.attributes), run)
                 if run.kind == "training_seed":
                     entry["training_seeds"][str(ctx.train_config["seed"])] = {
                         "dir": run_dir.relative_to(out).as_posix(), "settings": _ids(sections["sweep"]),
                         "model": ctx.model_id}
                 if run.kind == "main":
-                    entry.update(dataset=ctx.dataset, model=ctx.model_id, attributes=ctx.attributes,
+                    entry.update(dataset=ctx.dataset, model=ctx.model_id, denoiser=denoiser or m.default_denoiser,
+                                 attributes=ctx.attributes,
                                  evaluator=ctx.evaluator.info, train_stats=ctx.train_stats,
                                  p_uncond_main=ctx.train_config["p_uncond"])
                     entry["sections"] = {name: _ids(settings) for name, settings in sections.items()}
@@ -299,8 +420,9 @@ def run_study(
                 for section, settings in sections.items():
                     pbar.set_description(f"{m.name}: {section}")
                     before = _count(run_dir)
+                    known = set() if force else _recorded(run_dir)
                     run_settings(ctx, settings, seed_list, run_dir, force=force, progress=False,
-                                 on_done=lambda *_: pbar.update(1))
+                                 on_done=estimate.on_done(m.name, known, advance))
                     computed += _count(run_dir) - before
                 del ctx
             study["modalities"][m.name] = entry
@@ -314,6 +436,23 @@ def run_study(
     from crossguide.benchmarks.report import write_report
 
     return write_report(out)
+
+
+def setting_seconds(record: dict[str, Any]) -> float:
+    """The seconds a recorded setting took to sample and evaluate."""
+    return record["wall_s"] + record.get("extra", {}).get("eval_s", 0.0)
+
+
+def _recorded_seconds(run_dirs: Sequence[Path]) -> tuple[float, int]:
+    """Seconds the settings recorded in ``run_dirs`` took, and their number: a resumed study's first estimate of
+    its settings' time."""
+    recs = [r for d in run_dirs for r in records.read(d / "records.jsonl")]
+    return sum(map(setting_seconds, recs)), len(recs)
+
+
+def _recorded(run_dir: Path) -> set[str]:
+    """The ids of the settings recorded in ``run_dir``."""
+    return {r["setting"] for r in records.read(run_dir / "records.jsonl")}
 
 
 def _count(run_dir: Path) -> int:
