@@ -4,11 +4,12 @@
 prediction (the work of one sampler step) for: the unguided conditional model, CFG with both branches in one
 batched forward, CFG as two separate passes, compositions of 2 and 3 terms (3 and 4 branches), and the rules
 that cost more than a combination: APG, autoguidance (a second network) and classifier guidance (a classifier's
-forward and backward pass, with the preset's noise-classifier architecture). Calls are
-interleaved round-robin and the median is reported, so machine noise hits every variant alike; each variant's
-denoiser forwards per step (and the rows they evaluate) are counted too. Results are
-printed and appended to ``DIR/guidance_cost.jsonl``. Weights are random unless ``--checkpoint`` is given: the
-cost of a forward does not depend on them.
+forward and backward pass, with the preset's noise-classifier architecture). A denoiser that declares
+``shared_branches`` (DiffWave) adds ``cfg_shared``: CFG given x_t once for both branches (:class:`SharedCFG`).
+Calls are interleaved round-robin and the median is reported, so machine noise hits every variant alike; each
+variant's denoiser forwards per step (and the rows they evaluate) are counted too. Results are printed and
+appended to ``DIR/guidance_cost.jsonl``. Weights are random unless ``--checkpoint`` is given: the cost of a forward
+does not depend on them.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from crossguide.classifier import NoiseClassifier
 from crossguide.denoiser import Denoiser
 from crossguide.errors import UsageError
 from crossguide.guidance import Guidance, Guided, Term
+from crossguide.parameterization import Estimate, estimate
 from crossguide.pipeline import load_model
 from crossguide.registry import get as get_modality
 from crossguide.samplers import Step
@@ -48,6 +50,20 @@ def variants(attributes: list[str], batch: int) -> dict[str, Guidance]:
         "auto": Guidance.single(3.0, "auto"),
         "classifier": Guidance.single(3.0, "classifier"),
     }
+
+
+class SharedCFG:
+    """CFG's step (w) for a denoiser with ``shared_branches``: one forward of x_t's B rows with the requested and the
+    null condition's 2B rows, combined as ``(1 + w) pred(x, c) - w pred(x)``. What ``Guided`` would cost if
+    ``guidance.evaluate`` passed such a denoiser x_t and t once instead of tiled (proposed in issue 15); a
+    stand-in for timing until core does."""
+
+    def __init__(self, model: Denoiser, w: float, cond: C.Condition):
+        self.model, self.w, self.both = model, w, C.concat([cond, C.null_like(cond)])
+
+    def __call__(self, x_t: torch.Tensor, step: Step, state: Any) -> tuple[Estimate, Any]:
+        cond, uncond = self.model(x_t, step.t, self.both).float().view(2, *x_t.shape)
+        return estimate(self.model.prediction, (1 + self.w) * cond - self.w * uncond, x_t, step.alpha_bar), state
 
 
 def forwards(model: Denoiser, call: Any) -> list[int]:
@@ -72,8 +88,10 @@ def measure(model: Denoiser, schedule: Schedule, batch: int, repeats: int, helpe
     step = Step(t, schedule.at(t.long()).double(), 0, 1)
     full = C.all_choices(model.attributes)
     cond = C.stack([full[i % len(full)] for i in range(batch)], model.attributes)
-    fns = {name: Guided(model, spec, cond, helpers=helpers)
-           for name, spec in variants(list(model.attributes), batch).items()}
+    fns: dict[str, Any] = {name: Guided(model, spec, cond, helpers=helpers)
+                           for name, spec in variants(list(model.attributes), batch).items()}
+    if getattr(model, "shared_branches", False):
+        fns["cfg_shared"] = SharedCFG(model, 3.0, cond)
     times: dict[str, list[float]] = {name: [] for name in fns}
     for r in range(repeats + 2):
         for name, fn in fns.items():
@@ -92,11 +110,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--checkpoint", type=Path)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--threads", type=int, help="torch threads (default: torch's own choice)")
     ap.add_argument("--out", type=Path, default=Path("results/guidance_cost"))
     args = ap.parse_args(argv)
     try:
-        if args.batch < 1 or args.repeats < 1:
-            raise UsageError(f"--batch and --repeats must be >= 1, got {args.batch} and {args.repeats}")
+        if args.batch < 1 or args.repeats < 1 or (args.threads is not None and args.threads < 1):
+            raise UsageError(f"--batch, --repeats and --threads must be >= 1, got {args.batch}, {args.repeats} "
+                             f"and {args.threads}")
+        if args.threads is not None:
+            torch.set_num_threads(args.threads)
         modality = get_modality(args.modality)
         if args.checkpoint is not None:
             model, schedule, config = load_model(args.checkpoint)

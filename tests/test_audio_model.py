@@ -1,15 +1,26 @@
 """DiffWave, its fast convolution and DiffWave's schedules."""
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F  # noqa: N812
+from torch import Tensor
 
+from crossguide import conditions as C
+from crossguide.conditions import Condition
 from crossguide.errors import UsageError
+from crossguide.guidance import Guidance
+from crossguide.modalities.audio import diffwave
 from crossguide.modalities.audio.conv import Conv1d
 from crossguide.modalities.audio.diffwave import DiffWave
 from crossguide.modalities.audio.schedules import FAST_BETAS
+from crossguide.pipeline import load_model
+from crossguide.sampling import generate
 from crossguide.schedules import make, respace
+
+REFERENCE = Path(diffwave.__file__).parent / "reference" / "denoiser-audio-notes-quick"
 
 ATTRS = {"pitch": ["C", "D", "E"], "timbre": ["sine", "saw"]}
 
@@ -22,6 +33,86 @@ def _live(model: DiffWave) -> DiffWave:
     """The zero-initialised output layer hides everything; give it weights for structural tests."""
     torch.nn.init.normal_(model.out.weight)
     return model
+
+
+def _plain_forward(model: DiffWave, x_t: Tensor, t: Tensor, cond: Condition) -> Tensor:
+    """DiffWave's forward written plainly from the paper (Kong et al. 2020, Fig. 2) with torch's own convolutions,
+    as the model computed it before its condition-independent work was shared (issue 15)."""
+    x = torch.relu(F.conv1d(x_t, model.inp.weight, model.inp.bias))  # [B, C, L]
+    step, c = model.time(t), model.cond(cond)
+    skips = torch.zeros_like(x)
+    for layer in model.res:
+        d = layer.dilated.dilation[0]
+        y = F.conv1d(x + layer.step(step)[..., None], layer.dilated.weight, layer.dilated.bias, padding=d,
+                     dilation=d) + layer.cond(c)[..., None]  # [B, 2C, L]
+        gate, filt = y.chunk(2, dim=1)
+        residual, skip = F.conv1d(torch.sigmoid(gate) * torch.tanh(filt), layer.out.weight,
+                                  layer.out.bias).chunk(2, dim=1)
+        x, skips = (x + residual) / math.sqrt(2.0), skips + skip
+    h = torch.relu(F.conv1d(skips / math.sqrt(model.layers), model.skip.weight, model.skip.bias))
+    return F.conv1d(h, model.out.weight, model.out.bias)  # [B, 1, L]
+
+
+class _Plain(DiffWave):
+    def forward(self, x_t: Tensor, t: Tensor, cond: Condition) -> Tensor:
+        return _plain_forward(self, x_t, t, cond)
+
+
+def _random_cond(b: int, g: torch.Generator) -> dict[str, torch.Tensor]:
+    return {"pitch": torch.randint(-1, 3, (b,), generator=g), "timbre": torch.randint(-1, 2, (b,), generator=g)}
+
+
+@pytest.mark.parametrize(("length", "layers", "cycle"), [(1, 3, 3), (37, 6, 3), (300, 8, 8)])
+def test_forward_and_gradients_match_the_plain_implementation(length: int, layers: int, cycle: int) -> None:
+    torch.manual_seed(0)
+    model = _live(DiffWave(ATTRS, length, layers=layers, channels=8, cycle=cycle, step_dim=16, cond_dim=8))
+    g = torch.Generator().manual_seed(1)
+    x, t, cond = torch.randn(5, 1, length, generator=g), torch.rand(5, generator=g) * 49, _random_cond(5, g)
+    out, ref = model(x, t, cond), _plain_forward(model, x, t, cond)
+    assert torch.allclose(out, ref, atol=1e-5, rtol=0)
+    upstream = torch.randn(out.shape, generator=g)
+    params = list(model.parameters())
+    for ours, theirs in zip(torch.autograd.grad(out, params, upstream), torch.autograd.grad(ref, params, upstream),
+                            strict=True):
+        assert torch.allclose(ours, theirs, atol=1e-5 * float(theirs.abs().max()) + 1e-7, rtol=0)
+    with torch.no_grad():  # the inference path (pieces on a CPU) too
+        assert torch.allclose(model(x, t, cond), ref, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("piece", [1, 3 * 8 * 40, 10**9])  # elements of a piece: one row, 3 rows, everything
+def test_shared_branches_equal_separate_forwards(piece: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(diffwave, "CPU_PIECE", piece)
+    torch.manual_seed(0)
+    model = _live(DiffWave(ATTRS, 40, layers=4, channels=8, cycle=2, step_dim=16, cond_dim=8)).eval()
+    g = torch.Generator().manual_seed(2)
+    x, t = torch.randn(7, 1, 40, generator=g), torch.rand(7, generator=g) * 49
+    branches = [_random_cond(7, g), C.null_like(_random_cond(7, g)), _random_cond(7, g)]
+    with torch.no_grad():
+        shared = model(x, t, C.concat(branches))  # [3*7, 1, 40]: x_t and t given once
+        separate = torch.cat([model(x, t, c) for c in branches])
+        plain = _plain_forward(model, x.repeat(3, 1, 1), t.repeat(3), C.concat(branches))
+    assert model.shared_branches
+    assert torch.allclose(shared, separate, atol=1e-5, rtol=0)
+    assert torch.allclose(shared, plain, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="multiple"):
+        model(x[:4], t[:4], branches[0])
+
+
+def test_reference_checkpoint_loads_and_samples_as_before() -> None:
+    model, schedule, config = load_model(REFERENCE)
+    plain = _Plain(config["attributes"], **config["model"])
+    assert list(plain.state_dict()) == list(model.state_dict())  # the checkpoint's keys: load_model is strict
+    plain.load_state_dict(model.state_dict())
+    g = torch.Generator().manual_seed(3)
+    x, t = torch.randn(40, 1, model.length, generator=g), torch.rand(40, generator=g) * (schedule.T - 1)
+    cond = C.stack([{"pitch": i % 8, "timbre": i % 4} for i in range(40)], model.attributes)
+    both = C.concat([cond, C.null_like(cond)])
+    with torch.no_grad():  # 80 rows: pieces of 16 rows of x_t and their two branches
+        assert torch.allclose(model(x, t, both), _plain_forward(model, x.repeat(2, 1, 1), t.repeat(2), both),
+                              atol=1e-5, rtol=0)
+    few = C.index(cond, slice(0, 6))
+    ours, theirs = (generate(m, schedule, few, Guidance.cfg(2.0), steps=6, seed=0).samples for m in (model, plain))
+    assert torch.allclose(ours, theirs, atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("length", [1, 37, 256])

@@ -34,6 +34,11 @@ class _Conv1dFn(torch.autograd.Function):
         return gx, torch.stack(taps, -1), grad.sum((0, 2)), None, None
 
 
+def conv1d(x: Tensor, weight: Tensor, bias: Tensor, dilation: int = 1) -> Tensor:
+    """``F.conv1d`` with "same" padding, stride 1 and the fast backward: ``[B, I, L] -> [B, O, L]``, odd kernels."""
+    return _Conv1dFn.apply(x, weight, bias, dilation, dilation * (weight.shape[-1] - 1) // 2)
+
+
 class Conv1d(nn.Conv1d):
     """``nn.Conv1d`` (same parameters and state dict) with a faster CPU backward; "same" padding, stride 1."""
 
@@ -44,4 +49,4 @@ class Conv1d(nn.Conv1d):
             raise ValueError(f"kernel_size must be odd for 'same' padding, got {kernel_size}")
 
     def forward(self, x: Tensor) -> Tensor:  # [B, I, L] -> [B, O, L]
-        return _Conv1dFn.apply(x, self.weight, self.bias, self.dilation[0], self.padding[0])
+        return conv1d(x, self.weight, self.bias, self.dilation[0])

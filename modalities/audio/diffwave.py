@@ -20,7 +20,13 @@ from crossguide.conditions import Attributes, Condition
 from crossguide.denoiser import Denoiser
 from crossguide.embeddings import ConditionEmbedding, TimeEmbedding
 from crossguide.errors import UsageError
-from crossguide.modalities.audio.conv import Conv1d
+from crossguide.modalities.audio.conv import Conv1d, conv1d
+
+SQRT_HALF = math.sqrt(0.5)
+# On a CPU, inference evaluates the batch in pieces whose [rows, C, L] activations hold about this many floats
+# (4 MiB: 32 rows of the quick preset), so a layer's tensors stay in the cache. On a 2-core EPYC (torch 2.14) one
+# forward of 128 rows cost 2.2x one of 64 rows; in pieces it costs 2x (benchmarks/guidance_cost.py, issue 15).
+CPU_PIECE = 2**20
 
 
 class ResidualLayer(nn.Module):
@@ -28,6 +34,7 @@ class ResidualLayer(nn.Module):
 
     def __init__(self, channels: int, dilation: int, step_dim: int, cond_dim: int):
         super().__init__()
+        self.channels = channels
         self.step = nn.Linear(step_dim, channels)
         self.cond = nn.Linear(cond_dim, 2 * channels)
         self.dilated = Conv1d(channels, 2 * channels, 3, dilation)
@@ -36,11 +43,23 @@ class ResidualLayer(nn.Module):
         nn.init.kaiming_normal_(self.out.weight)
 
     def forward(self, x: Tensor, step: Tensor, cond: Tensor) -> tuple[Tensor, Tensor]:
-        # x [B, C, L], step [B, step_dim], cond [B, cond_dim]
-        y = self.dilated(x + self.step(step)[..., None]) + self.cond(cond)[..., None]  # [B, 2C, L]
-        gate, filt = y.chunk(2, dim=1)
-        residual, skip = self.out(torch.sigmoid(gate) * torch.tanh(filt)).chunk(2, dim=1)  # [B, C, L] each
-        return (x + residual) / math.sqrt(2.0), skip
+        # x [R, C, L], step [B, step_dim], cond [A*B, cond_dim]; R = B while the A branches share x (the first
+        # layer, where the condition has not entered yet), else R = A*B. Returns x and skip, [A*B, C, L] each.
+        c = self.channels
+        a = cond.shape[0] // x.shape[0]  # branches that share x
+        s = self.step(step).repeat(x.shape[0] // step.shape[0], 1)  # [R, C]
+        # tanh(f) = 2 sigmoid(2f) - 1: the filter half's weights are doubled (exactly), then one sigmoid serves both
+        # halves; torch's CPU tanh costs 3 sigmoids
+        gain = torch.cat([torch.ones(c), torch.full((c,), 2.0)]).to(x)  # [2C]
+        y = conv1d(x + s[..., None], self.dilated.weight * gain[:, None, None], self.dilated.bias * gain,
+                   self.dilated.dilation[0])  # [R, 2C, L]
+        y = (y + (self.cond(cond) * gain).view(a, -1, 2 * c, 1)).flatten(0, 1)  # [A*B, 2C, L]
+        gate, filt = y.sigmoid_().chunk(2, dim=1)  # sigmoid(g), sigmoid(2f)
+        h = gate * filt.mul(2).sub_(1)  # sigmoid(g) tanh(f), [A*B, C, L]
+        # the residual half's weights carry the 1/sqrt(2) of (x + residual) / sqrt(2)
+        gain = torch.cat([torch.full((c,), SQRT_HALF), torch.ones(c)]).to(x)
+        residual, skip = conv1d(h, self.out.weight * gain[:, None, None], self.out.bias * gain).chunk(2, dim=1)
+        return torch.add(residual.unflatten(0, (a, -1)), x, alpha=SQRT_HALF).flatten(0, 1), skip
 
 
 class DiffWave(Denoiser):
@@ -57,6 +76,11 @@ class DiffWave(Denoiser):
     """
 
     prediction = "eps"
+    # Guidance evaluates its A branches at one x_t and t. forward also takes ``cond`` with A*B rows for ``x_t`` and
+    # ``t`` of B rows (row a*B + b: example b under branch a, as ``conditions.concat`` stacks them) and returns
+    # [A*B, 1, L]; the input projection, the step embedding and the first dilated convolution, which the condition
+    # has not reached yet, are then computed once for all branches. A = 1 is the plain denoiser contract.
+    shared_branches = True
 
     def __init__(self, attributes: Attributes, length: int, layers: int = 30, channels: int = 64, cycle: int = 10,
                  step_dim: int = 128, cond_dim: int = 128):
@@ -83,16 +107,30 @@ class DiffWave(Denoiser):
         return 1 + 2 * sum(2 ** (i % self.cycle) for i in range(self.layers))
 
     def forward(self, x_t: Tensor, t: Tensor, cond: Condition) -> Tensor:
-        # x_t [B, 1, L], t [B] (fractional on DiffWave's fast grid), cond: [B] per attribute
-        x = torch.relu(self.inp(x_t))  # [B, C, L]
+        # x_t [B, 1, L], t [B] (fractional on DiffWave's fast grid), cond: [A*B] per attribute (see shared_branches)
+        b, length = x_t.shape[0], x_t.shape[-1]
+        c = self.cond(cond)  # [A*B, cond_dim]
+        if c.shape[0] % b:
+            raise ValueError(f"DiffWave: the condition's {c.shape[0]} rows are not a multiple of x_t's {b}")
+        a = c.shape[0] // b
         step = self.time(t)  # [B, 4 step_dim]
-        c = self.cond(cond)  # [B, cond_dim]
+        n = b  # rows of x_t per piece; training keeps whole batches, its activations are kept for backward anyway
+        if x_t.device.type == "cpu" and not torch.is_grad_enabled():
+            n = max(1, CPU_PIECE // (a * self.channels * length))
+        c = c.view(a, b, -1)
+        parts = [self._forward(x_t[i : i + n], step[i : i + n], c[:, i : i + n].flatten(0, 1)).view(a, -1, 1, length)
+                 for i in range(0, b, n)]
+        return torch.cat(parts, dim=1).flatten(0, 1)  # [A*B, 1, L]
+
+    def _forward(self, x_t: Tensor, step: Tensor, c: Tensor) -> Tensor:
+        # x_t [B, 1, L], step [B, 4 step_dim], c [A*B, cond_dim]
+        x = torch.relu(self.inp(x_t))  # [B, C, L], shared by the A branches
         skips = None
         for layer in self.res:
-            x, s = layer(x, step, c)
+            x, s = layer(x, step, c)  # [A*B, C, L] each
             skips = s if skips is None else skips + s
-        h = torch.relu(self.skip(skips / math.sqrt(self.layers)))
-        return self.out(h)  # [B, 1, L]
+        h = torch.relu(conv1d(skips, self.skip.weight / math.sqrt(self.layers), self.skip.bias))
+        return self.out(h)  # [A*B, 1, L]
 
     def snap(self, x0: Tensor) -> Tensor:
         """Clamp the clean-waveform estimate to [-1, 1]: eps -> x0 amplifies errors by ``1/sqrt(alpha_bar)``."""
