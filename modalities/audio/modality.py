@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from crossguide.config import TrainConfig, training
 from crossguide.plugins import Deferred
-from crossguide.registry import DatasetFactory, Modality, Preset
+from crossguide.registry import DatasetFactory, DenoiserEntry, Modality, Preset
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
@@ -78,7 +78,28 @@ class AudioModality(Modality):
     name = "audio"
     default_dataset = "notes"
     default_denoiser = "diffwave"
+    model_options = ("layers", "channels", "cycle", "step_dim", "cond_dim")
     extra_ws = ()
+    # diffusers' UNet1DModel, Dance Diffusion's waveform U-Net (modalities/audio/diffusers_unet1d.py); the quick
+    # one costs about what the quick DiffWave does per training step
+    shipped_denoisers = {"diffusers-unet1d": DenoiserEntry(
+        Deferred("crossguide.modalities.audio.diffusers_unet1d:build"),
+        configs={
+            "smoke": {"block_out_channels": [8, 32], "down_block_types": ["DownBlock1DNoSkip", "DownBlock1D"],
+                      "up_block_types": ["UpBlock1D", "UpBlock1DNoSkip"], "cond_dim": 8},
+            "quick": {"block_out_channels": [16, 32, 32],
+                      "down_block_types": ["DownBlock1DNoSkip", "DownBlock1D", "DownBlock1D"],
+                      "up_block_types": ["UpBlock1D", "UpBlock1D", "UpBlock1DNoSkip"], "cond_dim": 16},
+            # Dance Diffusion's first six levels
+            "full": {"block_out_channels": [32, 32, 64, 64, 128, 128],
+                     "down_block_types": ["DownBlock1DNoSkip", "DownBlock1D", "DownBlock1D", "DownBlock1D",
+                                          "AttnDownBlock1D", "AttnDownBlock1D"],
+                     "up_block_types": ["AttnUpBlock1D", "AttnUpBlock1D", "UpBlock1D", "UpBlock1D", "UpBlock1D",
+                                        "UpBlock1DNoSkip"], "cond_dim": 32},
+        },
+        options=("zero_out",),
+        requires=("diffusers",), install="pip install -e '.[diffusers]'", package="crossguide[diffusers]",
+        about="diffusers' UNet1DModel (Dance Diffusion), every attribute as condition channels")}
 
     def __init__(self) -> None:
         factories = {"notes": Deferred("crossguide.modalities.audio.notes:notes_dataset"),

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from crossguide.config import TrainConfig, training
 from crossguide.errors import UsageError
 from crossguide.plugins import Deferred
-from crossguide.registry import Modality, Preset
+from crossguide.registry import DenoiserEntry, Modality, Preset
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
@@ -61,7 +61,31 @@ class ImageModality(Modality):
     name = "image"
     default_dataset = "shapes"
     default_denoiser = "unet"
+    model_options = ("in_channels", "channels", "mults", "res_blocks", "attention", "heads", "dropout", "prediction")
     extra_ws = (-3.0, -2.0)  # negative guidance: pushing away from the condition
+    # diffusers' UNet2DModel (modalities/image/diffusers_unet.py); the quick one is laid out like the quick U-Net
+    # above (widths 24/48/96, attention at 4x4, AdaGN "scale_shift"): 1.61M parameters, as many as the U-Net's
+    shipped_denoisers = {"diffusers-unet": DenoiserEntry(
+        Deferred("crossguide.modalities.image.diffusers_unet:build"),
+        configs={
+            "smoke": {"block_out_channels": [8, 16], "layers_per_block": 1,
+                      "down_block_types": ["DownBlock2D", "AttnDownBlock2D"],
+                      "up_block_types": ["AttnUpBlock2D", "UpBlock2D"], "attention_head_dim": 8, "norm_num_groups": 4,
+                      "resnet_time_scale_shift": "scale_shift"},
+            "quick": {"block_out_channels": [24, 48, 96], "layers_per_block": 1,
+                      "down_block_types": ["DownBlock2D", "DownBlock2D", "AttnDownBlock2D"],
+                      "up_block_types": ["AttnUpBlock2D", "UpBlock2D", "UpBlock2D"], "attention_head_dim": 24,
+                      "norm_num_groups": 8, "resnet_time_scale_shift": "scale_shift"},
+            # the full U-Net's layout: widths 128/256/256/256, two blocks a level, attention at 16x16 and 8x8
+            "full": {"block_out_channels": [128, 256, 256, 256], "layers_per_block": 2,
+                     "down_block_types": ["DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D", "DownBlock2D"],
+                     "up_block_types": ["UpBlock2D", "AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D"],
+                     "attention_head_dim": 64, "norm_num_groups": 32, "resnet_time_scale_shift": "scale_shift",
+                     "dropout": 0.1},
+        },
+        options=("in_channels", "dropout", "zero_out"),
+        requires=("diffusers",), install="pip install -e '.[diffusers]'", package="crossguide[diffusers]",
+        about="diffusers' UNet2DModel, every attribute through the per-attribute condition embedding")}
 
     def __init__(self) -> None:
         self.datasets = {"shapes": Deferred("crossguide.modalities.image.shapes:shapes_dataset"),
