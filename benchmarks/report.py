@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import html
+import io
 import json
 import math
 from collections import defaultdict
@@ -23,10 +24,12 @@ import matplotlib.ticker
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
 from torch import Tensor  # noqa: E402
 
 from crossguide import metrics as M  # noqa: E402
 from crossguide import records, stats  # noqa: E402
+from crossguide.benchmarks.study import setting_seconds  # noqa: E402
 from crossguide.metrics import mean_ci  # noqa: E402
 from crossguide.pipeline import read_evaluation  # noqa: E402
 
@@ -37,10 +40,32 @@ CORE_METRICS = {"adherence", "fd", "diversity", "diversity_rel", "precision", "r
 # ----------------------------------------------------------------------------------------------- document model
 @dataclass
 class Block:
-    kind: str  # h1 h2 h3 p table img audio pre
+    kind: str  # h1 h2 h3 p table players img audio pre
     text: str = ""
-    rows: list[list[str]] | None = None  # table: first row is the header
+    rows: list[list[str]] | None = None  # table, players: first row is the header; players: cells after the first
+    # are WAV paths ("" for none)
     path: Path | None = None  # img / audio file
+    css: str = ""  # table: its class ("text": cells of prose, aligned left)
+
+
+JPEG_ABOVE = 300_000  # bytes: a larger PNG (a spectrogram mosaic, ~1 MB) is embedded as a JPEG, a quarter its size
+
+
+def data_uri(path: Path) -> str:
+    """``path`` as a data URI: WAV and PNG as they are, a PNG over :data:`JPEG_ABOVE` bytes as a quality-90 JPEG."""
+    data = path.read_bytes()
+    if path.suffix == ".wav":
+        return f"data:audio/wav;base64,{base64.b64encode(data).decode()}"
+    if len(data) > JPEG_ABOVE:
+        buffer = io.BytesIO()
+        with Image.open(path) as image:
+            image.convert("RGB").save(buffer, "JPEG", quality=90)
+        return f"data:image/jpeg;base64,{base64.b64encode(buffer.getvalue()).decode()}"
+    return f"data:image/png;base64,{base64.b64encode(data).decode()}"
+
+
+def _player(cell: str) -> str:
+    return f"<audio controls preload='none' src='{data_uri(Path(cell))}'></audio>" if cell else "-"
 
 
 def render_html(blocks: Sequence[Block], title: str) -> str:
@@ -50,7 +75,10 @@ def render_html(blocks: Sequence[Block], title: str) -> str:
              "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}th{background:#f3f3f3}"
              "td:first-child,th:first-child{text-align:left}img{max-width:100%;margin:.4em 0}"
              "figure{display:inline-block;margin:.3em;vertical-align:top}figcaption{font-size:.8em;color:#555}"
-             "pre{background:#f6f6f6;padding:.5em;overflow:auto;font-size:.8em}</style></head><body>"]
+             "pre{background:#f6f6f6;padding:.5em;overflow:auto;font-size:.8em}"
+             ".players td+td,.players th+th{text-align:center}.players audio{width:210px;height:32px}"
+             ".text td,.text th{text-align:left;vertical-align:top}"
+             "</style></head><body>"]
     for b in blocks:
         if b.kind in ("h1", "h2", "h3", "p"):
             parts.append(f"<{b.kind}>{html.escape(b.text)}</{b.kind}>")
@@ -59,14 +87,18 @@ def render_html(blocks: Sequence[Block], title: str) -> str:
         elif b.kind == "table" and b.rows:
             head = "".join(f"<th>{html.escape(c)}</th>" for c in b.rows[0])
             body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in b.rows[1:])
-            parts.append(f"<table><tr>{head}</tr>{body}</table>")
+            parts.append(f"<table{f' class={b.css!r}' if b.css else ''}><tr>{head}</tr>{body}</table>")
+        elif b.kind == "players" and b.rows:
+            head = "".join(f"<th>{html.escape(c)}</th>" for c in b.rows[0])
+            body = "".join(f"<tr><td>{html.escape(r[0])}</td>" + "".join(f"<td>{_player(c)}</td>" for c in r[1:])
+                           + "</tr>" for r in b.rows[1:])
+            parts.append(f"<table class='players'><caption>{html.escape(b.text)}</caption><tr>{head}</tr>{body}"
+                         "</table>")
         elif b.kind == "img" and b.path is not None and b.path.exists():
-            data = base64.b64encode(b.path.read_bytes()).decode()
-            parts.append(f"<figure><img src='data:image/png;base64,{data}' alt='{html.escape(b.text)}'>"
+            parts.append(f"<figure><img src='{data_uri(b.path)}' alt='{html.escape(b.text)}'>"
                          f"<figcaption>{html.escape(b.text)}</figcaption></figure>")
         elif b.kind == "audio" and b.path is not None and b.path.exists():
-            data = base64.b64encode(b.path.read_bytes()).decode()
-            parts.append(f"<figure><audio controls src='data:audio/wav;base64,{data}'></audio>"
+            parts.append(f"<figure><audio controls src='{data_uri(b.path)}'></audio>"
                          f"<figcaption>{html.escape(b.text)}</figcaption></figure>")
     parts.append("</body></html>")
     return "\n".join(parts)
@@ -81,10 +113,14 @@ def render_md(blocks: Sequence[Block], root: Path) -> str:
             lines += [b.text, ""]
         elif b.kind == "pre":
             lines += ["```", b.text, "```", ""]
-        elif b.kind == "table" and b.rows:
-            lines.append("| " + " | ".join(b.rows[0]) + " |")
-            lines.append("|" + "---|" * len(b.rows[0]))
-            lines += ["| " + " | ".join(r) + " |" for r in b.rows[1:]]
+        elif b.kind in ("table", "players") and b.rows:
+            rows = b.rows if b.kind == "table" else [b.rows[0], *[
+                [r[0], *[f"[listen]({Path(c).relative_to(root).as_posix()})" if c else "-" for c in r[1:]]]
+                for r in b.rows[1:]]]
+            lines += [b.text, ""] if b.kind == "players" else []
+            lines.append("| " + " | ".join(rows[0]) + " |")
+            lines.append("|" + "---|" * len(rows[0]))
+            lines += ["| " + " | ".join(r) + " |" for r in rows[1:]]
             lines.append("")
         elif b.kind in ("img", "audio") and b.path is not None:
             rel = b.path.relative_to(root).as_posix()
@@ -200,6 +236,25 @@ def compared(group: Sequence[Record], against: Sequence[Record], metric: str, wh
     return f"{what} {iv.text()} ({'significant' if iv.excludes(0.0) else 'not significant'})"
 
 
+def covering(present: Sequence[dict[str, str]]) -> list[dict[str, str]]:
+    """Few of the ``present`` conditions that together show every value of every attribute: row i asks for the
+    i-th value (cyclically) of each attribute, the diagonal of their product (eight pitches by four timbres: eight
+    rows, each timbre twice), then the first condition that adds a value no row has shown yet."""
+    values = {a: list(dict.fromkeys(c[a] for c in present if a in c)) for a in dict.fromkeys(a for c in present
+                                                                                             for a in c)}
+    diagonal = [{a: v[i % len(v)] for a, v in values.items()} for i in range(max(map(len, values.values()),
+                                                                                   default=0))]
+    rows = [c for c in diagonal if c in present] or list(present[:1])
+    for c in present:
+        if set(c.items()) - {pair for r in rows for pair in r.items()}:
+            rows.append(c)
+    return rows
+
+
+def condition_text(condition: dict[str, str]) -> str:
+    return ", ".join(f"{a}={v}" for a, v in condition.items()) or "unconditional"
+
+
 class Runs:
     """The records of one run directory, grouped by setting id (without seed); each record knows its directory
     (``_dir``), where its per-sample evaluation lies."""
@@ -210,7 +265,9 @@ class Runs:
         for r in records.read(directory / "records.jsonl"):
             r["_dir"] = directory
             self.by_setting[r["setting"].rsplit("-s", 1)[0]].append(r)
-        self.manifest = records.read(directory / "samples" / "manifest.jsonl")
+        self.samples: dict[str, list[Record]] = defaultdict(list)  # setting id (with seed) -> its manifest lines
+        for e in records.read(directory / "samples" / "manifest.jsonl"):
+            self.samples[e["setting"]].append(e)
 
     def get(self, ids: Sequence[str]) -> list[list[Record]]:
         """Seed groups for the ids that have records, in order."""
@@ -262,18 +319,28 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
-# axis labels for metric keys (modality metrics keep their keys)
+# axis labels for metric keys, the modalities' own included (an unknown key labels its axis as it is)
 LABELS = {"adherence": "joint adherence", "fd": "Frechet distance (judge features)",
           "kid": "KID (judge features)", "diversity": "within-condition diversity",
-          "diversity_rel": "diversity / real data's", "precision": "precision", "recall": "recall"}
+          "diversity_rel": "diversity / real data's", "precision": "precision", "recall": "recall",
+          "density": "density", "coverage": "coverage",
+          "log_prob": "log p(x | condition), exact", "saturated": "saturated pixels (|x| > 0.98)",
+          "pitch_accuracy": "pitch accuracy (pYIN)", "pitch_voiced": "voiced clips (pYIN)",
+          "perplexity": "perplexity (judge LM)", "distinct1": "distinct-1 within condition",
+          "distinct2": "distinct-2 within condition", "self_bleu": "self-BLEU within condition",
+          "length": "length (tokens)", "well_formed": "well-formed (grammar)"}
 
 
 def metric_panels(series: dict[str, list[tuple[float, list[Record]]]], metrics: Sequence[str], xlabel: str,
                   path: Path, title: str, hline: dict[str, float] | None = None) -> Path:
     """One panel per metric; one line per series of (x, seed group); error bars are 95% bootstrap intervals over
     samples and seeds where the metric has them (:func:`stat`). A panel without data says so."""
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.3), squeeze=False)
-    for ax, metric in zip(axes[0], metrics, strict=True):
+    cols = min(4, len(metrics))  # four panels a row at most: wider ones shrink below readable on the page
+    rows = -(-len(metrics) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.3 * rows), squeeze=False)
+    for ax in axes.flat[len(metrics):]:
+        ax.set_visible(False)
+    for ax, metric in zip(axes.flat, metrics, strict=False):
         drawn = False
         for label, points in series.items():
             pts = sorted(points, key=lambda p: p[0])
@@ -287,8 +354,10 @@ def metric_panels(series: dict[str, list[tuple[float, list[Record]]]], metrics: 
             ax.axhline(hline[metric], color="grey", ls="--", lw=0.8, label="unconditional (w=-1)")
         ax.set_xlabel(xlabel)
         ax.set_ylabel(LABELS.get(metric, metric))
+        if all(x == round(x) for points in series.values() for x, _ in points):  # step counts: no 3.5 steps
+            ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         if drawn:
-            ax.legend(fontsize=6)
+            ax.legend(fontsize=7)
         else:
             ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes, color="grey")
     fig.suptitle(title, fontsize=9)
@@ -296,21 +365,25 @@ def metric_panels(series: dict[str, list[tuple[float, list[Record]]]], metrics: 
 
 
 def heatmap(matrix: np.ndarray, rows: Sequence[str], cols: Sequence[str], path: Path, title: str,
-            xlabel: str, ylabel: str, fmt_cell: Callable[[float], str] = lambda v: f"{v:.2f}") -> Path:
-    fig, ax = plt.subplots(figsize=(0.55 * len(cols) + 2.2, 0.45 * len(rows) + 1.6))
+            xlabel: str, ylabel: str, value: str, fmt_cell: Callable[[float], str] = lambda v: f"{v:.2f}") -> Path:
+    """``matrix`` [rows, cols] as coloured cells, each with its number, and a colour bar labelled ``value``."""
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.62 * len(cols) + 2.8), max(3.0, 0.5 * len(rows) + 1.7)))
     image = ax.imshow(matrix, cmap="viridis", aspect="auto")
-    ax.set_xticks(range(len(cols)), cols, rotation=45, ha="right", fontsize=7)
-    ax.set_yticks(range(len(rows)), rows, fontsize=7)
+    slanted = max(map(len, cols)) > 3  # long labels would overlap side by side
+    ax.set_xticks(range(len(cols)), cols, rotation=45 if slanted else 0, ha="right" if slanted else "center",
+                  fontsize=9)
+    ax.set_yticks(range(len(rows)), rows, fontsize=9)
     for i in range(len(rows)):
         for j in range(len(cols)):
             v = matrix[i, j]
             r, g, b, _ = image.cmap(image.norm(v)) if np.isfinite(v) else (1.0, 1.0, 1.0, 1.0)
             # text in the colour that contrasts with the cell's own (its luminance, ITU-R BT.601 weights)
-            ax.text(j, i, fmt_cell(v) if np.isfinite(v) else "-", ha="center", va="center", fontsize=6,
+            ax.text(j, i, fmt_cell(v) if np.isfinite(v) else "-", ha="center", va="center", fontsize=8,
                     color="black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white")
-    ax.set_xlabel(xlabel, fontsize=8)
-    ax.set_ylabel(ylabel, fontsize=8)
-    ax.set_title(title, fontsize=8)
+    fig.colorbar(image, ax=ax, fraction=0.05, pad=0.03).set_label(value, fontsize=9)
+    ax.set_xlabel(xlabel, fontsize=9)
+    ax.set_ylabel(ylabel, fontsize=9)
+    ax.set_title(title, fontsize=9)
     return _save(fig, path)
 
 
@@ -335,6 +408,7 @@ class Report:
         self.blocks: list[Block] = []
         # question -> (modality, the comparison with its interval, "higher" / "lower" / "not established")
         self.findings: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
+        self.pictured: set[Path] = set()
 
     def claim(self, question: str, m: str, group: Sequence[Record], against: Sequence[Record], metric: str,
               what: str) -> str:
@@ -358,29 +432,71 @@ class Report:
         return {cfg_w(g): g for g in self.section(m, "sweep") if cfg_w(g) is not None}
 
     def picture(self, m: str, group: Sequence[Record], caption: str) -> None:
+        """The modality's picture of a setting's first sampling seed, once per report (sections share settings)."""
         first = sorted(group, key=lambda r: r["seed"])[0]
-        self.add("img", f"{m}: {caption} (seed {first['seed']})", path=self.out / m / first["picture"])
+        path = first["_dir"] / first["picture"]
+        if path not in self.pictured:
+            self.pictured.add(path)
+            self.add("img", f"{m}: {caption} (seed {first['seed']})", path=path)
 
-    def media(self, m: str, group: Sequence[Record], caption: str, k: int = 4) -> None:
-        """Audio players or sentence tables for a few samples of a setting, where the modality has them."""
-        sid = sorted(group, key=lambda r: r["seed"])[0]["setting"]
-        lines = [e for e in self.runs[m].manifest if e.get("setting") == sid]
-        seen, picked = set(), []
-        for e in lines:  # one sample per condition first, for variety
-            key = json.dumps(e["condition"], sort_keys=True)
-            if key not in seen:
-                seen.add(key)
-                picked.append(e)
-        wavs = [e for e in picked if e["path"].endswith(".wav")][:k]
-        for e in wavs:
-            cond = ", ".join(f"{a}={v}" for a, v in e["condition"].items())
-            self.add("audio", f"{caption}: {cond}", path=self.out / m / "samples" / e["path"])
-        texts = [e for e in picked if "text" in e][: 2 * k]
-        if texts:
-            rows = [["condition", "generated text"]]
-            rows += [[", ".join(f"{a}={v}" for a, v in e["condition"].items()), e["text"]] for e in texts]
-            self.add("p", f"{m}, {caption}:")
-            self.add("table", rows=rows)
+    def key_settings(self, m: str) -> list[tuple[str, list[Record]]]:
+        """The sweep's settings whose samples the report shows, each once, named by its roles: the unconditional
+        model (w = -1), the conditional one (w = 0), the w of highest joint adherence, the largest w."""
+        sw = self.sweep(m)
+        adherence = {w: stat(g, "adherence")[0] for w, g in sw.items() if w >= 0}
+        best = max((w for w in adherence if math.isfinite(adherence[w])), key=adherence.get, default=None)
+        roles: dict[float, list[str]] = defaultdict(list)
+        for w, role in ((-1.0, "unconditional"), (0.0, "conditional"), (best, "best adherence"),
+                        (max(sw, default=None), "largest w")):
+            if w in sw:
+                roles[w].append(role)
+        return [(f"w = {w:g} ({', '.join(r)})", sw[w]) for w, r in sorted(roles.items())]
+
+    def samples(self, m: str, columns: Sequence[tuple[str, Sequence[Record]]], title: str, name: str) -> None:
+        """The samples of each condition (rows) at each of the main model's settings (columns), from each setting's
+        first sampling seed, as the modality saved them: a grid of images (every condition, two samples a cell), a
+        table of audio players or one of sentences (one sample a cell, on the :func:`covering` conditions); then
+        the modality's own pictures of those settings where the table does not show the same samples
+        (spectrograms beside the players, the toy's scatter plots)."""
+        run = self.runs[m]
+        firsts = [min(group, key=lambda r: r["seed"]) for _, group in columns]
+        cells: list[dict[str, list[Record]]] = []  # per column: condition (as JSON) -> its manifest lines
+        for r in firsts:
+            cells.append(defaultdict(list))
+            for e in run.samples.get(r["setting"], []):
+                cells[-1][json.dumps(e["condition"], sort_keys=True)].append(e)
+        first = next((lines[0] for lines in cells[0].values()), {"path": ""}) if cells else {"path": ""}
+        kind = ("images" if first["path"].endswith(".png") else "players" if first["path"].endswith(".wav")
+                else "sentences" if "text" in first else None)
+        present = [json.loads(k) for k in cells[0]] if kind else []
+        rows = present if kind == "images" else covering(present)
+        heads = [label for label, _ in columns]
+        caption = (f"{m}: {title} (rows: requested conditions; columns: settings; sampling seed "
+                   f"{firsts[0]['seed'] if firsts else 0})")
+
+        def found(c: dict[str, str]) -> list[list[Record]]:
+            """Each column's samples of condition ``c``."""
+            return [col.get(json.dumps(c, sort_keys=True), []) for col in cells]
+
+        if kind == "images":
+            from crossguide.modalities.image import pictures
+
+            grid = [(condition_text(c), [[Image.open(run.directory / "samples" / e["path"]).convert("RGB")
+                                          for e in col[:2]] for col in found(c)]) for c in rows]
+            path = self.plots / f"samples_{name}.png"
+            pictures.table(grid, heads, path, caption, cell=64, font_size=13)
+            self.add("img", caption, path=path)
+        elif kind == "players":
+            wav = run.directory / "samples"
+            self.add("players", caption, rows=[["condition", *heads], *[
+                [condition_text(c), *[str(wav / col[0]["path"]) if col else "" for col in found(c)]] for c in rows]])
+        elif kind == "sentences":
+            self.add("p", caption + ":")
+            self.add("table", css="text", rows=[["condition", *heads], *[
+                [condition_text(c), *[col[0]["text"] if col else "-" for col in found(c)]] for c in rows]])
+        if kind in (None, "players"):
+            for label, group in columns:
+                self.picture(m, group, label)
 
     # sections ----------------------------------------------------------------------------------------------
     def header(self) -> None:
@@ -421,7 +537,7 @@ class Report:
                          "; ".join(f"{a} ({len(v)})" for a, v in e.get("attributes", {}).items()),
                          ", ".join(judges), acc, "; ".join(sources), f"{e.get('sampler')} {e.get('steps')} steps",
                          f"{e.get('train_stats', {}).get('wall_s', float('nan')) / 60:.1f} min"])
-        self.add("table", rows=rows)
+        self.add("table", rows=rows, css="text")
         self.add("p", "Judges are part of the metric: adherence, FD, precision and recall are read by each modality's "
                       "judge, named above by its weights' sha256 prefix. Numbers are comparable across runs and "
                       "machines only under the same judge id; the reference judges (`crossguide reference list`) "
@@ -458,29 +574,25 @@ class Report:
             if not sw:
                 continue
             run = self.runs[m]
-            extras = sorted({k for g in sw.values() for k in g[0]["metrics"]} - CORE_METRICS)
-            extras = [k for k in extras if not k.startswith("adherence/")][:4]
+            extras = sorted({k for g in sw.values() for k in g[0]["metrics"]} - CORE_METRICS - {"kid_se"})
+            extras = [k for k in extras if not k.startswith("adherence/")][:8]
             series = {m: list(sw.items())}
             self.add("h3", f"{m} ({self.mods[m].get('dataset')})")
             self.add("img", f"{m}: metrics against w",
                      path=metric_panels(series, ["adherence", "fd", "diversity_rel"], "w",
                                         self.plots / f"sweep_{m}.png", f"{m}: guidance sweep"))
-            self.add("img", f"{m}: FD against adherence (labels: w)", path=self.tradeoff(m, sw))
+            self.add("img", f"{m}: FD against adherence (labels: whole w)", path=self.tradeoff(m, sw))
             if extras:
                 self.add("img", f"{m}: modality metrics against w",
                          path=metric_panels(series, extras, "w", self.plots / f"sweep_{m}_extra.png",
                                             f"{m}: modality-specific metrics"))
             attrs = sorted({k for g in sw.values() for k in g[0]["metrics"] if k.startswith("adherence/")})
-            cols = ["adherence", *attrs, "fd", "diversity_rel", "precision", "recall", *extras]
-            rows = [["w", *cols]] + [[f"{w:g}", *[fmt(*run.stat(g, c)) for c in cols]] for w, g in sorted(sw.items())]
-            self.add("table", rows=rows)
+            for cols in (["adherence", *attrs, "fd", "diversity_rel", "precision", "recall"], extras):
+                if cols:  # the shared metrics, then the modality's own (one table would not fit the page)
+                    self.add("table", rows=[["w", *cols], *[[f"{w:g}", *[fmt(*run.stat(g, c)) for c in cols]]
+                                                           for w, g in sorted(sw.items())]])
             self.add("p", self.sweep_text(m, sw))
-            for w in (0.0, 1.0, 4.0):
-                if w in sw:
-                    self.picture(m, sw[w], f"w = {w:g}")
-            for w in (0.0, 4.0):
-                if w in sw:
-                    self.media(m, sw[w], f"w = {w:g}")
+            self.samples(m, self.key_settings(m), "samples at the sweep's key settings", f"sweep_{m}")
             if 0.0 in sw:
                 a0, f0, d0 = (run.stat(sw[0.0], k)[0] for k in ("adherence", "fd", "diversity"))
                 norm[m] = [(w, run.stat(g, "adherence")[0], run.stat(g, "fd")[0] / f0, run.stat(g, "diversity")[0] / d0)
@@ -509,7 +621,8 @@ class Report:
         fig, ax = plt.subplots(figsize=(4.2, 3.3))
         ax.plot([p[1] for p in pts], [p[2] for p in pts], marker="o", ms=3)
         for w, a, f in pts:
-            ax.annotate(f"{w:g}", (a, f), fontsize=7, xytext=(3, 3), textcoords="offset points")
+            if w == round(w):  # whole weights only: 0.1 ... 0.5 crowd around w = 0
+                ax.annotate(f"{w:g}", (a, f), fontsize=7, xytext=(3, 3), textcoords="offset points")
         ax.set_xlabel("joint adherence")
         ax.set_ylabel(LABELS["fd"])
         for axis in (ax.xaxis, ax.yaxis):  # a few ticks: FD in the hundreds (audio) made its labels overlap
@@ -619,7 +732,7 @@ class Report:
                 self.add("img", f"{m}: requested vs judged {a} at w = {worst:g}",
                          path=heatmap(conf / conf.sum(1, keepdims=True).clip(min=1), names, [*names, "none"],
                                       self.plots / f"confusion_{m}_{a}.png", f"{m}, w = {worst:g}: {a}",
-                                      "judged", "requested"))
+                                      f"judged {a}", f"requested {a}", "share of the requested value's samples"))
                 share = (conf / conf.sum(1, keepdims=True).clip(min=1))[:, :len(names)]  # values, not "none"
                 np.fill_diagonal(share, np.nan)
                 top = np.nanmax(share, axis=1)
@@ -629,8 +742,11 @@ class Report:
                                 f"adherence at w = {worst:g} minus the unconditional rate is")
             self.add("p", f"{m}: at w = {worst:g} joint adherence is {fmt(*low)} against {fmt(*u)} for the "
                           f"unconditional model and {chance:.3f} for chance; {tested}. " + "; ".join(opposite) + ".")
-            self.picture(m, groups[worst], f"w = {worst:g}")
-            self.media(m, groups[worst], f"w = {worst:g}", k=2)
+            roles = {-1.0: " (unconditional)", 0.0: " (conditional)"}
+            self.samples(m, [(f"w = {w:g}{roles.get(w, '')}", groups[w])
+                             for w in sorted({-1.0, 0.0, worst} & set(groups))],
+                         "samples at the most negative w, the unconditional and the conditional model",
+                         f"negative_{m}")
 
     def mixing_section(self) -> None:
         self.add("h2", "4. Mixing several conditions")
@@ -659,7 +775,7 @@ class Report:
             self.add("img", f"{m}: joint adherence of composed guidance",
                      path=heatmap(grid, [f"{x:g}" for x in w1s], [f"{y:g}" for y in w2s],
                                   self.plots / f"mixing_{m}.png", f"{m}: joint adherence ({a}, {b})",
-                                  f"w on {b}", f"w on {a}"))
+                                  f"w on {b}", f"w on {a}", "joint adherence"))
             rows = [["guidance", *[f"w={w:g}" for w in sorted(both)]]]
             rows.append([f"both at once (one condition {a}+{b})", *[fmt(*run.stat(both[w], "adherence"))
                                                                     for w in sorted(both)]])
@@ -678,7 +794,10 @@ class Report:
                           f"stays at most {max(run.stat(g, 'adherence')[0] for g in single.values()):.3f}. "
                           + self.claim(QUESTIONS["mixing"], m, comp[best], both[best_both], "adherence",
                                        "The best composition minus conditioning on both at once:") + ".")
-            self.picture(m, comp[best], f"composition w = ({best[0]:g}, {best[1]:g})")
+            self.samples(m, [(f"both at once, w = {best_both:g}", both[best_both]),
+                             (f"composed, w = ({best[0]:g}, {best[1]:g})", comp[best])],
+                         "samples of the best composition and of the best conditioning on both at once",
+                         f"mixing_{m}")
 
     def p_uncond_section(self) -> None:
         self.add("h2", "5. Unconditional-dropout rate p_uncond")
@@ -860,7 +979,7 @@ class Report:
         ax.set_ylabel("Frechet distance (log scale, lower is better)")
         ax.set_title(f"{m}: fidelity against adherence per rule, 95% bootstrap intervals (last w labelled)",
                      fontsize=8)
-        ax.legend(fontsize=6, ncol=2)
+        ax.legend(fontsize=7, ncol=2)
         return _save(fig, self.plots / f"rules_{m}.png")
 
     def build(self) -> list[Block]:
@@ -917,7 +1036,7 @@ class Report:
             recs = [r for d in dirs for r in records.read(self.out / d / "records.jsonl")]
             cost = defaultdict(float)
             for r in recs:
-                cost[r.get("section", "sweep")] += r["wall_s"] + r.get("extra", {}).get("eval_s", 0.0)
+                cost[r.get("section", "sweep")] += setting_seconds(r)
             rows.append([m, f"{e.get('prepare_s', float('nan')):.0f} s", *[f"{cost[x]:.0f} s" for x in sections],
                          str(len(recs)), f"{sum(cost.values()) / 60:.1f} min"])
         self.add("table", rows=rows)

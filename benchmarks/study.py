@@ -210,16 +210,18 @@ class Training(NamedTuple):
     unmatched: int  # steps left if the reference model of its name turns out not to match (prepare then trains)
 
 
-def training_left(modality: Modality, spec: Preset, run: ModelRun, preset: str, *, fresh: bool = False) -> Training:
-    """What ``run``'s model still has to train: none where a reference model of its name stands in (references
-    are on and it has no checkpoint of its own; :func:`crossguide.pipeline.prepare` checks the fingerprint) or its
-    checkpoint is finished, else its recipe's steps less those of a checkpoint to resume; a step's seconds from
-    the modality's reference card (its examples per second at the recipe's batch size). ``fresh``: its
-    checkpoint is about to be removed (``--force``)."""
+def training_left(modality: Modality, run: ModelRun, preset: str, *, denoiser: str | None = None,
+                  model_args: Mapping[str, Any] | None = None, fresh: bool = False) -> Training:
+    """What ``run``'s model (``denoiser`` with ``model_args``, default the modality's own) still has to train:
+    none where a reference model of its name stands in (references are on and it has no checkpoint of its own;
+    :func:`crossguide.pipeline.prepare` checks the fingerprint) or its checkpoint is finished, else its recipe's
+    steps less those of a checkpoint to resume; a step's seconds from the reference card of its name or of the
+    modality's own denoiser (its examples per second at the recipe's batch size). ``fresh``: its checkpoint is
+    about to be removed (``--force``)."""
     overrides = dict(run.overrides)
-    recipe = replace(spec.train, **overrides)
+    recipe = replace(modality.train_config(denoiser, preset), **overrides)
     cards = {a.name: a.entry for a in reference.artifacts() if a.entry.get("kind") == "denoiser"}
-    own = denoiser_name(modality.name, modality.default_dataset, preset, overrides)
+    own = denoiser_name(modality.name, modality.default_dataset, preset, overrides, denoiser, model_args)
     model = run.path / "model"
     resumed = not fresh and ckpt.exists(model)
     left = max(0, recipe.steps - (json.loads((model / "training.json").read_text())["step"] if resumed else 0))
@@ -249,10 +251,13 @@ def time_left(settings: Mapping[str, int], seconds_per_setting: Mapping[str, flo
     models = [t for t in training if t.steps > 0]
     train_s = sum(t.steps * t.seconds_per_step for t in models if t.seconds_per_step is not None)
     unknown = sum(t.seconds_per_step is None for t in models)
+    training_text = f"{len(models)} model{'s' * (len(models) > 1)} to train"
+    if sampling + train_s == 0 and (untimed or unknown):
+        return "time left not known yet: " + ", ".join([training_text] * bool(models)
+                                                       + [f"{untimed} settings"] * bool(untimed))
     text = f"{'>=' if untimed or unknown else '~'}{_duration(sampling + train_s)} left"
     if models:
-        text += f", {len(models)} model{'s' * (len(models) > 1)} to train"
-        text += f" ({unknown} not timed yet)" if unknown else f" (~{_duration(train_s)})"
+        text += f", {training_text}" + (f" ({unknown} not timed yet)" if unknown else f" (~{_duration(train_s)})")
     return text + (f", {untimed} settings not timed yet" if untimed else "")
 
 
@@ -260,29 +265,37 @@ def time_left(settings: Mapping[str, int], seconds_per_setting: Mapping[str, flo
 class Estimate:
     """What the study's time-left estimate (:func:`time_left`) is made of, updated as the study goes."""
 
-    settings: dict[str, int]  # modality -> settings still to compute
+    # model folder -> its modality and the settings (times seeds) it still has to compute: counted from stand-in
+    # attribute names until its dataset is loaded, from the real ones (which the ids of mixing settings name) after
+    settings: dict[Path, tuple[str, int]]
     training: dict[Path, tuple[str, Training]]  # model folder -> its modality and what it still has to train
     spent: dict[str, tuple[float, int]] = field(default_factory=dict)  # modality -> seconds, settings computed
     # (in this run, after what its records say of settings computed before)
 
     def text(self) -> str:
-        return time_left(self.settings, {m: t / n for m, (t, n) in self.spent.items() if n},
+        left: dict[str, int] = {}
+        for m, n in self.settings.values():
+            left[m] = left.get(m, 0) + n
+        return time_left(left, {m: t / n for m, (t, n) in self.spent.items() if n},
                          [t for _, t in self.training.values()])
 
-    def prepared(self, m: str, path: Path, trained: bool, seconds_per_step: float | None) -> None:
-        """Model ``path`` of modality ``m`` is ready; ``trained``: it trained (or resumed) here at
-        ``seconds_per_step``, the speed the modality's other models are then counted at; if a reference model was
-        expected to stand in, it did not match, and none of the modality's is counted on any more."""
+    def prepared(self, m: str, path: Path, trained: bool, seconds_per_step: float | None, settings_left: int) -> None:
+        """Model ``path`` of modality ``m`` is ready, with ``settings_left`` to compute; ``trained``: it trained (or
+        resumed) here at ``seconds_per_step``, the speed the modality's other models are then counted at; if a
+        reference model was expected to stand in, it did not match, and none of the modality's is counted on any
+        more."""
+        self.settings[path] = (m, settings_left)
         _, expected = self.training.pop(path)
         for p, (mm, t) in self.training.items():
             if mm == m and trained:
                 self.training[p] = (mm, Training(t.steps if expected.steps else t.unmatched,
                                                  seconds_per_step or t.seconds_per_step, t.unmatched))
 
-    def on_done(self, m: str, known: set[str], then: Callable[[], None]) -> Callable[[Setting, int], None]:
-        """A :func:`crossguide.pipeline.run_settings` callback that times each setting of ``m`` it computes (the
-        ``known`` ids were reused, not computed), then calls ``then``."""
+    def on_done(self, path: Path, known: set[str], then: Callable[[], None]) -> Callable[[Setting, int], None]:
+        """A :func:`crossguide.pipeline.run_settings` callback that times each setting of model ``path`` it
+        computes (the ``known`` ids were reused, not computed), then calls ``then``."""
         clock = time.perf_counter()
+        m = self.settings[path][0]
 
         def done(setting: Setting, seed: int) -> None:
             nonlocal clock
@@ -290,7 +303,7 @@ class Estimate:
             if setting.id(seed) not in known:
                 seconds, count = self.spent.get(m, (0.0, 0))
                 self.spent[m] = (seconds + now - clock, count + 1)
-                self.settings[m] = max(0, self.settings[m] - 1)
+                self.settings[path] = (m, max(0, self.settings[path][1] - 1))
             clock = now
             then()
 
@@ -357,23 +370,28 @@ def run_study(
         sections = section_settings(plan, spec, attrs, rule_names) if run.kind == "main" else {}
         return {**sections, "p_uncond": ablation_settings(plan, spec)} if ablated else sections
 
-    def planned(m: Modality, run: ModelRun) -> list[str]:
-        """The ids of the settings (times seeds) a model runs, section by section: sections share some settings
-        (w = 0 is in several), which run once. Attribute names are known once a dataset is loaded; two stand-ins
-        give the right count."""
-        return [s.id(seed) for settings in sections_of(m.name, m.preset(preset), ["a", "b"], run).values()
-                for s in settings for seed in seed_list]
+    def planned(sections: Mapping[str, Sequence[Setting]]) -> list[str]:
+        """The ids of the settings (times seeds) of a model's sections, section by section: sections share some
+        settings (w = 0 is in several), which run once."""
+        return [s.id(seed) for settings in sections.values() for s in settings for seed in seed_list]
 
-    total = sum(len(planned(m, run)) for m in mods for run in model_runs(m.name, m.preset(preset)))
+    def left(run_dir: Path, sections: Mapping[str, Sequence[Setting]]) -> int:
+        return len(set(planned(sections)) - (set() if force else _recorded(run_dir)))
+
+    # attribute names are known once a dataset is loaded; two stand-ins give the right count
+    stand_in = {run.path: (m.name, sections_of(m.name, m.preset(preset), ["a", "b"], run))
+                for m in mods for run in model_runs(m.name, m.preset(preset))}
+    total = sum(len(planned(sections)) for _, sections in stand_in.values())
     study = {"preset": preset, "seeds": seeds, "training_seeds": training_seeds, "plan": asdict(plan),
              "versions": versions(),
              "modalities": meta.get("modalities", {}), "runs": meta.get("runs", [])}
     # the time left counts the training still to do and the settings not yet recorded (tqdm's own estimate, at
     # the rate of settings so far, knew of neither)
+    chosen = {m.name: (denoisers or {}).get(m.name, (None, {})) for m in mods}  # denoiser, model args
     estimate = Estimate(
-        settings={m.name: sum(len(set(planned(m, run)) - (set() if force else _recorded(run.path)))
-                              for run in model_runs(m.name, m.preset(preset))) for m in mods},
-        training={run.path: (m.name, training_left(m, m.preset(preset), run, preset, fresh=force))
+        settings={path: (m, left(path, sections)) for path, (m, sections) in stand_in.items()},
+        training={run.path: (m.name, training_left(m, run, preset, denoiser=chosen[m.name][0],
+                                                   model_args=chosen[m.name][1], fresh=force))
                   for m in mods for run in model_runs(m.name, m.preset(preset))},
         spent={m.name: _recorded_seconds([run.path for run in model_runs(m.name, m.preset(preset))]) for m in mods})
     pbar = bar(total=total, desc="study", enabled=progress, unit="setting",
@@ -400,10 +418,10 @@ def run_study(
                 ctx = prepare(m.name, preset=preset, model_dir=run_dir / "model", seed=0, progress=progress,
                               train_overrides=dict(run.overrides) or None, denoiser=denoiser, model_args=model_args)
                 entry["prepare_s"] = entry.get("prepare_s", 0.0) + time.perf_counter() - began
+                sections = sections_of(m.name, spec, list(ctx.attributes), run)
                 speed = ctx.train_stats.get("examples_per_s")
                 estimate.prepared(m.name, run.path, ckpt.exists(run_dir / "model"),
-                                  ctx.train_config["batch_size"] / speed if speed else None)
-                sections = sections_of(m.name, spec, list(ctx.attributes), run)
+                                  ctx.train_config["batch_size"] / speed if speed else None, left(run_dir, sections))
                 if run.kind == "training_seed":
                     entry["training_seeds"][str(ctx.train_config["seed"])] = {
                         "dir": run_dir.relative_to(out).as_posix(), "settings": _ids(sections["sweep"]),
@@ -422,7 +440,7 @@ def run_study(
                     before = _count(run_dir)
                     known = set() if force else _recorded(run_dir)
                     run_settings(ctx, settings, seed_list, run_dir, force=force, progress=False,
-                                 on_done=estimate.on_done(m.name, known, advance))
+                                 on_done=estimate.on_done(run_dir, known, advance))
                     computed += _count(run_dir) - before
                 del ctx
             study["modalities"][m.name] = entry

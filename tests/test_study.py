@@ -46,7 +46,30 @@ def check_report(out: Path, modalities: list[str]) -> str:
     return text
 
 
+class _Bar:
+    """A progress bar that keeps what the study's estimate says."""
+
+    def __init__(self, **kw) -> None:
+        self.postfix: list[str] = []
+
+    def set_postfix_str(self, text: str, refresh: bool = True) -> None:
+        self.postfix.append(text)
+
+    def set_description(self, *a, **kw) -> None:
+        pass
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 def test_toy_smoke_study_and_resume_without_redoing_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Also: the time-left estimate counts the training still to do (two smoke models, no shipped references),
+    timed once the first has trained; after a resume only the model not yet trained is left."""
+    bars: list[_Bar] = []
+    monkeypatch.setattr(study_module, "bar", lambda **kw: bars.append(_Bar(**kw)) or bars[-1])
     calls: list[str] = []
     real = pipeline.run_setting
 
@@ -60,6 +83,10 @@ def test_toy_smoke_study_and_resume_without_redoing_settings(tmp_path: Path, mon
     assert main(["study", "--preset", "smoke", "--modalities", "toy", "--seeds", "2", "--out", str(tmp_path)]) == 130
     done = [r["setting"] for r in records.read(tmp_path / "toy" / "records.jsonl")]
     assert done == calls[:4]
+    first = bars[0].postfix
+    assert first[0].startswith("time left not known yet: 2 models to train")  # the main model and its p_uncond
+    # = 0.5 copy
+    assert "1 model to train (~" in first[-1]  # the main model trained: the other's time follows from its speed
 
     spy: list[str] = []
 
@@ -70,6 +97,7 @@ def test_toy_smoke_study_and_resume_without_redoing_settings(tmp_path: Path, mon
 
     monkeypatch.setattr(pipeline, "run_setting", spying)
     report = study_module.run_study(tmp_path, preset="smoke", modalities=["toy"], seeds=2, progress=False)
+    assert "1 model to train" in bars[1].postfix[0] and "0 s left" in bars[1].postfix[-1]
     assert spy and not set(spy) & set(done)  # finished settings of the main model were reused, not recomputed
     recs = records.read(tmp_path / "toy" / "records.jsonl")
     assert len({r["setting"] for r in recs}) == len(recs)  # and nothing was recorded twice
@@ -93,6 +121,40 @@ def test_smoke_study_over_every_modality(tmp_path: Path) -> None:
     assert "SMOKE RUN" in text  # untrained models say so
     prose = re.sub(r"data:[a-z]+/[a-z]+;base64,[A-Za-z0-9+/=]+", "", text)
     assert not re.search(r"\bx?nan%?\b", prose, re.IGNORECASE)  # no NaN reaches a sentence or a cell
+    check_samples(tmp_path, text)
+
+
+def check_samples(out: Path, text: str) -> None:
+    """Players for every pitch at the sweep's key settings, an image grid of every condition with its samples
+    enlarged, spectrograms with axes."""
+    from PIL import Image
+
+    from crossguide.modalities.audio.notes import PITCHES, TIMBRES
+    from crossguide.modalities.audio.outputs import Layout
+    from crossguide.registry import get
+
+    players = re.search(r"<table class='players'><caption>audio: samples at the sweep&#x27;s key settings.*?</table>",
+                        text)
+    assert players
+    head, *rows = re.findall(r"<tr>(.*?)</tr>", players.group(0))
+    settings = re.findall(r"<th>(.*?)</th>", head)[1:]
+    assert settings[0] == "w = -1 (unconditional)" and settings[1].startswith("w = 0 (conditional")
+    assert settings[-1].endswith("largest w)") and any("best adherence" in s for s in settings)
+    assert len(rows) == len(PITCHES)  # a row per pitch, the timbres in turn
+    for pitch, row in zip(PITCHES, rows, strict=True):
+        assert f"<td>pitch={pitch}, timbre=" in row and row.count("<audio controls") == len(settings)
+    assert {re.search(r"timbre=(\w+)", r).group(1) for r in rows} == set(TIMBRES)
+
+    image = get("image")
+    per = study_module.PLANS["smoke"].per_condition(image.preset("smoke"))
+    conditions = 4 * 4  # colour x shape
+    with Image.open(out / "plots" / "samples_sweep_image.png") as grid:
+        title, header, cell = 13 + 8, 13 + 4, 64 + 2
+        assert grid.height == title + header + conditions * cell  # a row per condition, 64 px samples
+        assert grid.width > 3 * per * cell  # w = -1, 0 and 2, each with every sample of a condition
+    audio = records.read(out / "audio" / "records.jsonl")[0]
+    with Image.open(out / "audio" / audio["picture"]) as spectrograms:
+        assert spectrograms.size == Layout(columns=8, rows=len(PITCHES) * len(TIMBRES) // 8).size
 
 
 def test_step_counts_follow_each_presets_own_steps_and_stay_within_its_schedule() -> None:

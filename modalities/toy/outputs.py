@@ -27,7 +27,8 @@ def write_csv(samples: Tensor, labels: list[dict[str, str]], directory: Path) ->
 
 
 def scatter(samples: Tensor, labels: list[dict[str, str]], path: Path, title: str) -> None:
-    """One PNG: the samples coloured by requested condition, the components' means as crosses."""
+    """One PNG: the samples in the data's two coordinates, coloured by requested condition, the components' means
+    as crosses."""
     fig, ax = plt.subplots(figsize=(4.2, 4.2))
     keys = sorted({tuple(sorted(lab.items())) for lab in labels})
     cmap = plt.get_cmap("tab10" if len(keys) <= 10 else "tab20")
@@ -40,6 +41,8 @@ def scatter(samples: Tensor, labels: list[dict[str, str]], path: Path, title: st
     ax.set_xlim(-2.5, 2.5)
     ax.set_ylim(-2.5, 2.5)
     ax.set_aspect("equal")
+    ax.set_xlabel("x (first coordinate)")
+    ax.set_ylabel("y (second coordinate)")
     ax.set_title(title, fontsize=7)
     ax.legend(fontsize=5, markerscale=3, loc="upper right")
     path.parent.mkdir(parents=True, exist_ok=True)
