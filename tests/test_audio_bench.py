@@ -48,7 +48,7 @@ def test_spectrogram_grid_is_one_png_with_a_tile_per_sample_low_frequencies_at_t
     import torch
     from PIL import Image
 
-    from crossguide.modalities.audio.outputs import TILE, spectrogram_grid
+    from crossguide.modalities.audio.outputs import TILE, Layout, spectrogram_grid
 
     t = torch.arange(1000) / 4000
     clips = torch.stack([torch.sin(2 * math.pi * f * t) for f in (250.0, 1000.0)] * 5)[:, None]  # [10, 1, 1000]
@@ -57,10 +57,11 @@ def test_spectrogram_grid_is_one_png_with_a_tile_per_sample_low_frequencies_at_t
     with Image.open(tmp_path / "grid.png") as im:
         pixels = np.asarray(im.convert("L"), dtype=float)
     height, width = TILE
-    assert pixels.shape == (18 + 2 * (height + 16), 4 + 8 * (width + 4))  # title, 2 rows of captioned tiles
+    layout = Layout(columns=8, rows=2)  # title, 2 rows of captioned tiles, axes and colour bar
+    assert pixels.shape == layout.size[::-1]
 
     def brightest_row(k: int) -> int:  # within tile k (tiles are grouped by condition: low, low, ..., high, ...)
-        x, y = 4 + (k % 8) * (width + 4), 18 + (k // 8) * (height + 16) + 12
+        x, y = layout.tile(k)
         return int(pixels[y:y + height, x:x + width].mean(1).argmax())
 
     assert brightest_row(0) > brightest_row(5) + 10  # the 250 Hz tile's line sits lower than the 1 kHz tile's
