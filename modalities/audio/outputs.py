@@ -41,17 +41,6 @@ def write_wavs(samples: Tensor, labels: list[dict[str, str]], directory: Path, s
     return names
 
 
-def _palette() -> Image.Image:
-    colours = np.concatenate([colormaps["magma"](np.linspace(0, 1, 224))[:, :3] * 255,  # [224, 3]
-                              np.repeat(np.linspace(0, 255, 32)[:, None], 3, axis=1)])  # greys, black to white
-    palette = Image.new("P", (1, 1))
-    palette.putpalette(colours.round().astype(np.uint8).ravel().tolist())
-    return palette
-
-
-_PALETTE = _palette()
-
-
 def _mel(hz: float) -> float:
     return 2595.0 * math.log10(1.0 + hz / 700.0)  # HTK (O'Shaughnessy 1987), torchaudio's default
 
@@ -158,6 +147,10 @@ def spectrogram_grid(samples: Tensor, labels: list[dict[str, str]], path: Path, 
         draw.text((bx + 15, dy), f"-{db}" if db else "0", fill="black", font=font, anchor="lm")
     canvas.paste(_vertical("dB re loudest", font), (bx + 42, by))
     path.parent.mkdir(parents=True, exist_ok=True)
-    # a palette PNG, a fifth of the size: the tiles are colormap colours (their blends lie near the map), the rest
-    # is black text on white
-    canvas.quantize(palette=_PALETTE, dither=Image.Dither.NONE).save(path, optimize=True)
+    # a 256-colour PNG, a quarter of the size (the tiles are colormap colours and their blends), with the page's
+    # white and the text's black kept exact
+    image = canvas.quantize(colors=256, method=Image.Quantize.FASTOCTREE)
+    palette = np.asarray(image.getpalette(), dtype=np.int64).reshape(-1, 3)  # [colours, 3]
+    palette[(palette >= 250).all(1)], palette[(palette <= 5).all(1)] = 255, 0
+    image.putpalette(palette.astype(np.uint8).ravel().tolist())
+    image.save(path, optimize=True)
