@@ -275,7 +275,11 @@ def prepare(
         meta = {"modality": modality.name, "dataset": dataset, "preset": preset, "data_info": splits.train.info,
                 **denoiser_record(modality, denoiser)}
         name = denoiser_name(modality.name, dataset, preset, overrides, meta["denoiser"], model_args)
-        key = reference.fingerprint(splits.train.x, *splits.train.cond.values(), meta=meta, model=model.config(),
+        # the model's identity: the default denoiser's name and any providing package stay out, so the reference
+        # artifacts fingerprinted before denoisers had names still match
+        named = {} if meta["denoiser"] == modality.default_denoiser else {"denoiser": meta["denoiser"]}
+        identity = {**{k: v for k, v in meta.items() if k not in ("denoiser", "denoiser_package")}, **named}
+        key = reference.fingerprint(splits.train.x, *splits.train.cond.values(), meta=identity, model=model.config(),
                                     schedule=[schedule.name, schedule.T], train=reference.trained_by(tc))
         artifact = None if ckpt.exists(model_dir) else reference.find(name, key)
         if artifact is not None:

@@ -128,3 +128,14 @@ def test_checkpoints_without_a_denoiser_name_load_as_the_default(tmp_path: Path)
     model, _, config = load_model(toy.references / "denoiser-toy-mixture-quick")
     assert "denoiser" not in config and type(model).__name__ == "MLPDenoiser"
     assert torch.isfinite(next(model.parameters())).all()
+
+
+def test_naming_the_default_denoiser_keeps_the_shipped_references_in_use(tmp_path: Path) -> None:
+    """The default denoiser's name and package stay out of the reference fingerprint: prepare (bench and study)
+    still finds the shipped model instead of training one, named or not."""
+    from crossguide.pipeline import prepare
+
+    for denoiser in (None, "mlp"):
+        ctx = prepare("toy", preset="quick", model_dir=tmp_path / f"model-{denoiser}", denoiser=denoiser,
+                      progress=False)
+        assert ctx.model_source == "reference" and ctx.model_id.startswith("denoiser-toy-mixture-quick@"), ctx.model_id

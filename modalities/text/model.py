@@ -86,7 +86,9 @@ class EmbeddingDiffusionLM(Denoiser):
         self.args = {"vocab_size": vocab_size, "length": length, "pad_id": pad_id, "embed_dim": embed_dim,
                      "hidden": hidden, "layers": layers, "heads": heads, "dropout": dropout,
                      "prior_alpha_bar": prior_alpha_bar, "rounding": rounding, "rounding_weight": rounding_weight,
-                     "head": head, "self_condition": self_condition, "backbone": backbone}
+                     "head": head, "self_condition": self_condition}
+        if backbone != "bert":  # only then: BERT checkpoints (and the references' fingerprints) predate the option
+            self.args["backbone"] = backbone
         self.self_conditioning = self_condition
         self.embed = nn.Embedding(vocab_size, embed_dim)  # N(0, 1) init, as Diffusion-LM
         inputs = embed_dim * (2 if self_condition else 1)  # x_t, and the earlier estimate when self-conditioning
