@@ -5,7 +5,7 @@ prediction (the work of one sampler step) for: the unguided conditional model, C
 batched forward, CFG as two separate passes, compositions of 2 and 3 terms (3 and 4 branches), and the rules
 that cost more than a combination: APG, autoguidance (a second network) and classifier guidance (a classifier's
 forward and backward pass, with the preset's noise-classifier architecture). A denoiser that declares
-``shared_branches`` (DiffWave) adds ``cfg_shared``: CFG given x_t once for both branches (:class:`SharedCFG`).
+``shared_branches`` (DiffWave) gets x_t once for all branches in the batched variants, as in sampling.
 Calls are interleaved round-robin and the median is reported, so machine noise hits every variant alike; each
 variant's denoiser forwards per step (and the rows they evaluate) are counted too. Results are printed and
 appended to ``DIR/guidance_cost.jsonl``. Weights are random unless ``--checkpoint`` is given: the cost of a forward
@@ -30,7 +30,6 @@ from crossguide.classifier import NoiseClassifier
 from crossguide.denoiser import Denoiser
 from crossguide.errors import UsageError
 from crossguide.guidance import Guidance, Guided, Term
-from crossguide.parameterization import Estimate, estimate
 from crossguide.pipeline import load_model
 from crossguide.registry import get as get_modality
 from crossguide.samplers import Step
@@ -50,20 +49,6 @@ def variants(attributes: list[str], batch: int) -> dict[str, Guidance]:
         "auto": Guidance.single(3.0, "auto"),
         "classifier": Guidance.single(3.0, "classifier"),
     }
-
-
-class SharedCFG:
-    """CFG's step (w) for a denoiser with ``shared_branches``: one forward of x_t's B rows with the requested and the
-    null condition's 2B rows, combined as ``(1 + w) pred(x, c) - w pred(x)``. What ``Guided`` would cost if
-    ``guidance.evaluate`` passed such a denoiser x_t and t once instead of tiled (proposed in issue 15); a
-    stand-in for timing until core does."""
-
-    def __init__(self, model: Denoiser, w: float, cond: C.Condition):
-        self.model, self.w, self.both = model, w, C.concat([cond, C.null_like(cond)])
-
-    def __call__(self, x_t: torch.Tensor, step: Step, state: Any) -> tuple[Estimate, Any]:
-        cond, uncond = self.model(x_t, step.t, self.both).float().view(2, *x_t.shape)
-        return estimate(self.model.prediction, (1 + self.w) * cond - self.w * uncond, x_t, step.alpha_bar), state
 
 
 def forwards(model: Denoiser, call: Any) -> list[int]:
@@ -90,8 +75,6 @@ def measure(model: Denoiser, schedule: Schedule, batch: int, repeats: int, helpe
     cond = C.stack([full[i % len(full)] for i in range(batch)], model.attributes)
     fns: dict[str, Any] = {name: Guided(model, spec, cond, helpers=helpers)
                            for name, spec in variants(list(model.attributes), batch).items()}
-    if getattr(model, "shared_branches", False):
-        fns["cfg_shared"] = SharedCFG(model, 3.0, cond)
     times: dict[str, list[float]] = {name: [] for name in fns}
     for r in range(repeats + 2):
         for name, fn in fns.items():

@@ -225,7 +225,7 @@ def training_left(modality: Modality, run: ModelRun, preset: str, *, denoiser: s
     model = run.path / "model"
     resumed = not fresh and ckpt.exists(model)
     left = max(0, recipe.steps - (json.loads((model / "training.json").read_text())["step"] if resumed else 0))
-    referenced = not resumed and own in cards and reference._enabled.get()  # off under --from-scratch
+    referenced = not resumed and own in cards and reference.enabled()  # off under --from-scratch
     card = cards.get(own) or cards.get(denoiser_name(modality.name, modality.default_dataset, preset))
     speed = (card or {}).get("train", {}).get("examples_per_s")
     return Training(0 if referenced else left, recipe.batch_size / speed if speed else None, left)

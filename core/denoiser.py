@@ -11,6 +11,12 @@ A denoiser with ``self_conditioning = True`` is called as ``model(x_t, t, cond, 
 is its own earlier ``x0`` estimate (``None``: none yet, read as zeros). Self-conditioning (Chen et al. 2022,
 "Analog Bits", Sec. 3.3): the trainer feeds back a detached estimate of the same ``x_t`` in half the batches, the
 samplers feed back the previous step's guided estimate.
+
+A denoiser with ``shared_branches = True`` also accepts ``cond`` with ``A*B`` rows for ``x_t`` and ``t`` of ``B``
+rows (row ``a*B + b``: example ``b`` under branch ``a``, as :func:`crossguide.conditions.concat` stacks them) and
+returns ``[A*B, ...]``. Guidance evaluates its branches at one ``x_t`` and ``t``, so such a model can compute once
+whatever the condition has not reached yet (DiffWave: its input projection and first dilated convolution) instead of
+receiving ``x_t`` tiled ``A`` times. ``A = 1`` is the plain contract.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ class Denoiser(nn.Module):
 
     prediction: Prediction = "eps"
     self_conditioning: bool = False  # forward takes ``x0_self`` (see the module docstring)
+    shared_branches: bool = False  # forward takes A*B condition rows for B rows of x_t (see the module docstring)
 
     def __init__(self, attributes: Attributes, sample_shape: tuple[int, ...]):
         super().__init__()
@@ -61,3 +68,8 @@ class Denoiser(nn.Module):
 def self_conditioned(model: nn.Module) -> bool:
     """Whether ``model`` takes ``x0_self``; ``False`` for duck-typed denoisers that do not say."""
     return bool(getattr(model, "self_conditioning", False))
+
+
+def shares_branches(model: nn.Module) -> bool:
+    """Whether ``model`` takes ``x_t`` once for several branches' conditions; ``False`` for duck-typed denoisers."""
+    return bool(getattr(model, "shared_branches", False))

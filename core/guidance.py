@@ -35,7 +35,7 @@ from torch import Tensor, nn
 from crossguide import conditions as C
 from crossguide import rules
 from crossguide.conditions import Condition
-from crossguide.denoiser import Denoiser, self_conditioned
+from crossguide.denoiser import Denoiser, self_conditioned, shares_branches
 from crossguide.errors import UsageError, check_choice
 from crossguide.parameterization import Estimate, eps_from_x0, estimate
 from crossguide.rules.base import StepInput
@@ -171,17 +171,23 @@ def evaluate(
 ) -> Tensor:
     """All branches' predictions from one batched forward (or ``chunk``-sized pieces): ``[A, B, ...]``.
 
-    ``x0_self`` ([B, ...]), for self-conditioning models, is shared by every branch.
+    ``x0_self`` ([B, ...]), for self-conditioning models, is shared by every branch. A model with
+    ``shared_branches`` gets ``x_t`` and ``t`` once with the ``A*B`` condition rows (unless ``chunk`` asks for
+    pieces); any other gets them tiled to ``A*B`` rows.
     """
     a, b = len(branches), x_t.shape[0]
+    cond = C.concat(branches)
+    takes_x0 = self_conditioned(model)  # only models that say so get the keyword
+    if chunk is None and shares_branches(model):
+        extra = {"x0_self": x0_self} if takes_x0 else {}
+        return model(x_t, t, cond, **extra).float().view(a, *x_t.shape)
 
     def tile(v: Tensor) -> Tensor:
         return v.unsqueeze(0).expand(a, *v.shape).reshape(a * b, *v.shape[1:])  # [A*B, ...]
 
-    x, tt, cond = tile(x_t), t.repeat(a), C.concat(branches)
+    x, tt = tile(x_t), t.repeat(a)
     xs = None if x0_self is None else tile(x0_self)
     step = a * b if chunk is None else chunk
-    takes_x0 = self_conditioned(model)  # only models that say so get the keyword
     outs = []
     for i in range(0, a * b, step):
         part = slice(i, i + step)

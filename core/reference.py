@@ -135,7 +135,7 @@ def find(name: str, key: str) -> Artifact | None:
     ``None`` when references are :func:`disabled`, when there is none, or when it was made from something else
     (said in one line: the caller then trains)."""
     build = _build.get()
-    if not _enabled.get() or (build is not None and (build.names is None or name in build.names)):
+    if not enabled() or (build is not None and (build.names is None or name in build.names)):
         return None  # from scratch, or being rebuilt
     for artifact in artifacts():
         if artifact.name != name:
@@ -149,6 +149,11 @@ def find(name: str, key: str) -> Artifact | None:
         artifact.verify()
         return artifact
     return None
+
+
+def enabled() -> bool:
+    """Whether reference artifacts may be used here (``False`` inside :func:`disabled`, as under --from-scratch)."""
+    return _enabled.get()
 
 
 @contextlib.contextmanager

@@ -54,6 +54,8 @@ def _plain_forward(model: DiffWave, x_t: Tensor, t: Tensor, cond: Condition) -> 
 
 
 class _Plain(DiffWave):
+    shared_branches = False  # the plain forward takes x_t tiled, one row per condition row
+
     def forward(self, x_t: Tensor, t: Tensor, cond: Condition) -> Tensor:
         return _plain_forward(self, x_t, t, cond)
 

@@ -194,6 +194,37 @@ def test_self_conditioning_feeds_back_the_previous_guided_estimate_through_the_t
     assert model.seen[-1] is None
 
 
+
+class _SharedBranches(Denoiser):
+    """A plain MLP's outputs through the shared-branches contract: ``x_t`` of B rows, conditions of A*B rows."""
+
+    shared_branches = True
+
+    def __init__(self) -> None:
+        super().__init__(ATTRIBUTES, (2,))
+        self.mlp = random_mlp()
+        self.calls: list[tuple[int, int]] = []  # (rows of x_t, rows of cond) per forward
+
+    def forward(self, x_t, t, cond):
+        rows = next(iter(cond.values())).shape[0]
+        self.calls.append((x_t.shape[0], rows))
+        a = rows // x_t.shape[0]
+        return self.mlp(x_t.repeat(a, 1), t.repeat(a), cond)
+
+
+def test_a_shared_branches_model_gets_x_t_once_for_every_branch() -> None:
+    model = _SharedBranches()
+    x, t, ab, cond = _inputs()
+    spec = Guidance(terms=(Term(2.0, ("cluster",)), Term(1.0)))  # base + 2 terms: 3 branches
+    got = _call(Guided(model, spec, cond), x, t, ab)
+    assert model.calls == [(B, 3 * B)]
+    expected = _call(Guided(model.mlp, spec, cond), x, t, ab)  # the plain model, x_t tiled
+    torch.testing.assert_close(got.eps, expected.eps, rtol=1e-5, atol=1e-5)
+    model.calls.clear()
+    _call(Guided(model, Guidance.cfg(2.0, chunk=5), cond), x, t, ab)  # pieces: x_t tiled as for any model
+    assert model.calls == [(5, 5)] * 4 + [(4, 4)]
+
+
 WEIGHTS = st.lists(st.floats(-50, 50, allow_nan=False, allow_infinity=False), min_size=1, max_size=4)
 
 
