@@ -6,10 +6,11 @@ batched forward, CFG as two separate passes, compositions of 2 and 3 terms (3 an
 that cost more than a combination: APG, autoguidance (a second network) and classifier guidance (a classifier's
 forward and backward pass, with the preset's noise-classifier architecture). A denoiser that declares
 ``shared_branches`` (DiffWave) gets x_t once for all branches in the batched variants, as in sampling.
-Calls are interleaved round-robin and the median is reported, so machine noise hits every variant alike; each
-variant's denoiser forwards per step (and the rows they evaluate) are counted too. Results are printed and
-appended to ``DIR/guidance_cost.jsonl``. Weights are random unless ``--checkpoint`` is given: the cost of a forward
-does not depend on them.
+Calls are interleaved (each round runs every variant once, in a seeded random order) and two ratios to the unguided
+model are reported: of the medians, and the median of each round's own ratio (with its quartiles), which load that
+comes and goes between rounds does not move; each variant's denoiser forwards per step (and the rows they evaluate)
+are counted too. Results are printed and appended to ``DIR/guidance_cost.jsonl``. Weights are random unless
+``--checkpoint`` is given: the cost of a forward does not depend on them.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -62,11 +63,23 @@ def forwards(model: Denoiser, call: Any) -> list[int]:
     return seen
 
 
+class Cost(NamedTuple):
+    """One variant's timing: the median seconds per guided prediction; the median and quartiles over rounds of its
+    time divided by the unguided model's in the same round (paired: load that comes and goes hits both alike);
+    the batch sizes of the denoiser's forwards in one prediction."""
+
+    seconds: float
+    paired: float
+    paired_iqr: tuple[float, float]
+    sizes: list[int]
+
+
 @torch.no_grad()
 def measure(model: Denoiser, schedule: Schedule, batch: int, repeats: int, helpers: dict[str, Any],
-            seed: int = 0) -> dict[str, tuple[float, list[int]]]:
-    """Per variant: median seconds per guided prediction, and the batch sizes of the denoiser's forwards in one
-    (``helpers``: the classifier and weak model; the weak model's forwards are not counted)."""
+            seed: int = 0) -> dict[str, Cost]:
+    """Every variant's :class:`Cost` (``helpers``: the classifier and weak model; the weak model's forwards are not
+    counted). Each round runs every variant once in a seeded random order, so no variant always follows the same
+    one (a large variant leaves caches and the allocator in another state for the next)."""
     g = torch.Generator().manual_seed(seed)
     x = torch.randn((batch, *model.sample_shape), generator=g)
     t = torch.full((batch,), float(schedule.T // 2))
@@ -75,15 +88,21 @@ def measure(model: Denoiser, schedule: Schedule, batch: int, repeats: int, helpe
     cond = C.stack([full[i % len(full)] for i in range(batch)], model.attributes)
     fns: dict[str, Any] = {name: Guided(model, spec, cond, helpers=helpers)
                            for name, spec in variants(list(model.attributes), batch).items()}
+    names = list(fns)
     times: dict[str, list[float]] = {name: [] for name in fns}
     for r in range(repeats + 2):
-        for name, fn in fns.items():
+        for i in torch.randperm(len(names), generator=g).tolist():
             start = time.perf_counter()
-            fn(x, step, None)
+            fns[names[i]](x, step, None)
             if r >= 2:  # the first rounds warm up allocators and kernels
-                times[name].append(time.perf_counter() - start)
-    return {name: (statistics.median(v), forwards(model, lambda fn=fns[name]: fn(x, step, None)))
-            for name, v in times.items()}
+                times[names[i]].append(time.perf_counter() - start)
+    out = {}
+    for name, v in times.items():
+        ratios = sorted(a / b for a, b in zip(v, times["unguided"], strict=True))
+        quartiles = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
+        out[name] = Cost(statistics.median(v), quartiles[1], (quartiles[0], quartiles[2]),
+                         forwards(model, lambda fn=fns[name]: fn(x, step, None)))
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,16 +139,20 @@ def main(argv: list[str] | None = None) -> int:
     helpers = {"weak": copy.deepcopy(model),
                "classifier": NoiseClassifier(backbone, dim, model.attributes, shape, {}).eval()}
     result = measure(model, schedule, args.batch, args.repeats, helpers)
-    base = result["unguided"][0]
+    base = result["unguided"].seconds
     params = sum(p.numel() for p in model.parameters())
-    print(f"{model_id}: {params:,} parameters, batch {args.batch}, {torch.get_num_threads()} threads")
-    print(f"{'variant':>14} {'ms/step':>10} {'x unguided':>11} {'forwards':>9} {'rows':>6}")
+    print(f"{model_id}: {params:,} parameters, batch {args.batch}, {torch.get_num_threads()} threads, "
+          f"{args.repeats} rounds")
+    print(f"{'variant':>14} {'ms/step':>10} {'x unguided':>11} {'paired x (IQR)':>22} {'forwards':>9} {'rows':>6}")
     rows = []
-    for name, (sec, sizes) in result.items():
-        print(f"{name:>14} {1000 * sec:10.2f} {sec / base:11.2f} {len(sizes):>9} {sum(sizes):>6}")
+    for name, cost in result.items():
+        lo, hi = cost.paired_iqr
+        print(f"{name:>14} {1000 * cost.seconds:10.2f} {cost.seconds / base:11.2f} "
+              f"{f'{cost.paired:.2f} ({lo:.2f}-{hi:.2f})':>22} {len(cost.sizes):>9} {sum(cost.sizes):>6}")
         rows.append({"modality": args.modality, "model": model_id, "parameters": params, "batch": args.batch,
-                     "variant": name, "seconds_per_step": sec, "ratio_to_unguided": sec / base,
-                     "forwards": len(sizes), "rows": sum(sizes), "threads": torch.get_num_threads(),
+                     "variant": name, "seconds_per_step": cost.seconds, "ratio_to_unguided": cost.seconds / base,
+                     "paired_ratio": cost.paired, "paired_ratio_iqr": list(cost.paired_iqr),
+                     "forwards": len(cost.sizes), "rows": sum(cost.sizes), "threads": torch.get_num_threads(),
                      "repeats": args.repeats})
     records.write_jsonl(args.out / "guidance_cost.jsonl", rows)
     return 0

@@ -13,6 +13,8 @@ def test_guidance_cost_records_every_variant(tmp_path: Path) -> None:
     assert set(rows) == {"unguided", "cfg_batched", "cfg_separate", "compose_2", "compose_3", "apg", "auto",
                          "classifier"}
     assert all(r["seconds_per_step"] > 0 for r in rows.values())
+    assert rows["unguided"]["paired_ratio"] == 1.0  # each round's unguided time divided by itself
+    assert all(lo <= r["paired_ratio"] <= hi for r in rows.values() for lo, hi in [r["paired_ratio_iqr"]])
     # what each variant evaluates per step, counted from the denoiser's forwards: batching is what makes CFG
     # cost one forward of twice the rows, and compositions one forward of K + 1 branches
     shape = {name: (r["forwards"], r["rows"]) for name, r in rows.items()}
