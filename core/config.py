@@ -7,10 +7,13 @@ classifier's (:mod:`crossguide.classifier`).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields, replace
-from typing import Any, Literal
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, Literal, TypeVar
 
-from crossguide.errors import UsageError
+from crossguide.errors import UsageError, check_choice
+
+T = TypeVar("T")
 
 MAX_W = 1000.0  # largest |w| accepted (the paper's grid stops at 4); beyond it guidance is rounding noise
 Bf16 = Literal["auto", "on", "off"]  # bf16 autocast: "auto" only where the hardware has bf16 (crossguide.precision)
@@ -81,3 +84,16 @@ def training(base: TrainConfig, **overrides: Any) -> TrainConfig:
     """A noise classifier's training config from a denoiser's: the labels are clean (no condition dropout) and
     there is no weak copy to keep."""
     return replace(base, **{"p_uncond": 0.0, "p_attr": 0.0, "weak_at": 0.0, **overrides})
+
+
+def dataclass_from_json(cls: type[T], data: Mapping[str, Any], what: str) -> T:
+    """``cls(**data)`` for a config dataclass read from JSON; an unknown key is a one-line error naming ``what``
+    and the valid keys."""
+    for key in data:
+        check_choice(what, key, [f.name for f in fields(cls)])  # type: ignore[arg-type]
+    return cls(**data)
+
+
+def dataclass_to_json(config: Any) -> dict[str, Any]:
+    """A config dataclass as JSON-ready values (tuples as lists)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()}

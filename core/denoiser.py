@@ -15,8 +15,8 @@ samplers feed back the previous step's guided estimate.
 A denoiser with ``shared_branches = True`` also accepts ``cond`` with ``A*B`` rows for ``x_t`` and ``t`` of ``B``
 rows (row ``a*B + b``: example ``b`` under branch ``a``, as :func:`crossguide.conditions.concat` stacks them) and
 returns ``[A*B, ...]``. Guidance evaluates its branches at one ``x_t`` and ``t``, so such a model can compute once
-whatever the condition has not reached yet (DiffWave: its input projection and first dilated convolution) instead of
-receiving ``x_t`` tiled ``A`` times. ``A = 1`` is the plain contract.
+whatever the condition has not reached yet (e.g. an input projection and the layers before the condition is
+added) instead of receiving ``x_t`` tiled ``A`` times. ``A = 1`` is the plain contract.
 """
 
 from __future__ import annotations

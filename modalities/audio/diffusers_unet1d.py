@@ -18,16 +18,17 @@ to the next such length and crops the output back, so every clip length works.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from crossguide.conditions import Attributes, Condition
+from crossguide.config import dataclass_from_json, dataclass_to_json
 from crossguide.denoiser import Denoiser
 from crossguide.embeddings import ConditionEmbedding
-from crossguide.errors import UsageError, check_choice
+from crossguide.errors import UsageError
 
 
 @dataclass(frozen=True)
@@ -63,12 +64,10 @@ class UNet1DConfig:
     @classmethod
     def from_json(cls, config: Mapping[str, Any]) -> UNet1DConfig:
         """The config from a JSON dict; an unknown key is a one-line error naming the valid ones."""
-        for key in config:
-            check_choice("diffusers-unet1d option", key, [f.name for f in fields(cls)])
-        return cls(**config)
+        return dataclass_from_json(cls, config, "diffusers-unet1d option")
 
     def to_json(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        return dataclass_to_json(self)
 
 
 class DiffusersUNet1D(Denoiser):

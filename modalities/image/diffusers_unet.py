@@ -12,15 +12,16 @@ no joint class label over the value combinations, which could not express either
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 from torch import Tensor, nn
 
 from crossguide.conditions import Attributes, Condition
+from crossguide.config import dataclass_from_json, dataclass_to_json
 from crossguide.denoiser import Denoiser
 from crossguide.embeddings import ConditionEmbedding
-from crossguide.errors import UsageError, check_choice
+from crossguide.errors import UsageError
 
 
 @dataclass(frozen=True)
@@ -59,12 +60,10 @@ class UNet2DConfig:
     @classmethod
     def from_json(cls, config: Mapping[str, Any]) -> UNet2DConfig:
         """The config from a JSON dict; an unknown key is a one-line error naming the valid ones."""
-        for key in config:
-            check_choice("diffusers-unet option", key, [f.name for f in fields(cls)])
-        return cls(**config)
+        return dataclass_from_json(cls, config, "diffusers-unet option")
 
     def to_json(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        return dataclass_to_json(self)
 
 
 class DiffusersUNet2D(Denoiser):
